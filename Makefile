@@ -1,0 +1,58 @@
+# The two commands of the README: `make demo` and `make test`. Each sets everything up first:
+# a virtualenv, the package with its compiled Cython extension, mosquitto (apt-get when missing),
+# and the models from the mirror (MAIX_AGENT_MODELS_MIRROR, default ../shared/models).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+MIRROR ?= $(or $(MAIX_AGENT_MODELS_MIRROR),../shared/models)
+PYTEST_ARGS ?=
+
+.PHONY: setup venv build broker models demo test lint unit bench clean
+
+setup: build broker models
+
+$(VENV)/.deps: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet "Cython>=3.0" "numpy>=1.26"
+	$(PY) -m pip install --quiet -e ".[dev]" --no-build-isolation
+	touch $@
+
+venv: $(VENV)/.deps
+
+# Compile the fastpath extension in place; a failed compile fails the build.
+build: venv
+	$(PY) setup.py --quiet build_ext --inplace
+	$(PY) -c "import fastpath; fastpath.set_implementation('cython'); print('fastpath:', fastpath.implementation())"
+
+broker:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
+	  { echo "installing mosquitto with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients; }
+	@{ command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null
+
+models: venv
+	$(PY) -m agent models fetch --from "$(MIRROR)"
+
+demo: setup
+	$(VENV)/bin/maix-agent demo
+
+lint: venv
+	$(VENV)/bin/ruff check agent fastpath tests tools benchmarks
+	$(VENV)/bin/mypy
+
+# pytest exit code 5 (no tests collected) is a failure here, not a pass.
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+unit: build
+	$(PY) -m pytest tests/unit tests/fastpath -q
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build $(VENV) *.egg-info fastpath/*.so fastpath/*.c

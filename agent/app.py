@@ -1,0 +1,221 @@
+"""Composition root: settings → broker link → router → pipelines → banks → fleet sync.
+
+The only module that wires layers together. Built once from :class:`Settings`; ``start`` brings
+everything up, ``stop`` takes it down cleanly (``offline`` published, embedded broker stopped).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent import __version__
+from agent.commands import all_commands
+from agent.commands.context import Context
+from agent.controls import Controls
+from agent.errors import TransportError
+from agent.mqtt import codec
+from agent.mqtt.client import MqttLink
+from agent.mqtt.embedded import EmbeddedBroker
+from agent.mqtt.router import CommandRouter
+from agent.mqtt.topics import Message, Route, TopicRegistry, Topics
+from agent.settings import Settings
+from agent.sources import FrameSlot, make_source
+from agent.sources.base import Source
+from agent.version import PROTOCOL
+from agent.worker import VisionWorker
+
+log = logging.getLogger(__name__)
+
+
+def _set_fastpath(choice: str) -> str:
+    import fastpath
+
+    fastpath.set_implementation(choice)
+    return fastpath.implementation()
+
+
+class Agent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self.stop_event = threading.Event()
+        self.device_id = settings.device.id
+        self.fastpath = _set_fastpath(settings.fastpath)
+        settings.storage.dir.mkdir(parents=True, exist_ok=True)
+        self.controls = Controls(settings, settings.storage.dir)
+        self.broker: EmbeddedBroker | None = None
+        self.mqtt_cfg = settings.mqtt
+        self.topics = Topics(settings.mqtt.prefix, self.device_id, settings.device.fleet)
+        self.registry = TopicRegistry()
+        self.slot = FrameSlot()
+        self.source: Source | None = make_source(settings.source, self.slot)
+        self.frames_rejected = 0
+        self.context = Context(settings, self.device_id, self.controls, self.info)
+        self.link: MqttLink | None = None
+        self.router = CommandRouter(
+            all_commands(),
+            self.context,
+            self.topics,
+            self._publish,
+            max_bytes=settings.limits.command_bytes,
+            queue_size=settings.limits.command_queue,
+            qos=settings.mqtt.qos,
+        )
+        self.worker = VisionWorker(
+            self.slot, None, self._emit_result,
+            device_id=self.device_id, max_pixels=settings.limits.image_pixels,
+        )
+        self._threads: list[threading.Thread] = []
+        self._stopped = False
+        self.shutdown = threading.Event()  # set by signals; run_forever then stops cleanly
+        self.on_stop: list[Callable[[], None]] = []
+
+    # -- publishing ---------------------------------------------------------------------
+    def _publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, **kw: Any) -> None:
+        if self.link is not None:
+            self.link.publish(topic, payload, qos, retain, **kw)
+
+    def _emit_result(self, kind: str, msg: dict[str, Any]) -> None:
+        self._publish(self.topics.result(kind), codec.encode(msg, "msgpack"), 0, False)
+
+    # -- inbound frames -------------------------------------------------------------------
+    def _frame_in(self, msg: Message) -> None:
+        """Route sink for ``frame/in``: bytes into the slot; decoding happens on the worker."""
+        if len(msg.payload) > self.settings.limits.frame_bytes:
+            self.frames_rejected += 1
+            log.warning("frame/in payload of %d bytes exceeds limits.frame_bytes", len(msg.payload))
+            return
+        meta = {k: v for k, v in msg.user_properties if k == "seq"}
+        self.slot.put(None, data=msg.payload, meta=meta)
+
+    # -- state ------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL,
+            "dev": self.device_id,
+            "fleet": s.device.fleet,
+            "python": platform.python_version(),
+            "fastpath": self.fastpath,
+            "source": s.source.uri,
+            "models": {
+                "features": s.models.features, "face_detector": s.models.face_detector,
+                "face_embedder": s.models.face_embedder, "segmenter": s.models.segmenter,
+                "tracker": s.models.tracker,
+            },
+            "commands": sorted(f"{c.family}/{c.name}" if c.name else c.family for c in self.router.commands.values()),
+            "uptime": round(time.time() - self.started_at, 1),
+        }
+
+    def state(self) -> dict[str, Any]:
+        warnings = []
+        if self.settings.fleet.key is None:
+            warnings.append("fleet.key is not set: bank entries from the fleet are not authenticated")
+        src = self.source.status.as_dict() if self.source else {"uri": self.settings.source.uri, "state": "external"}
+        return {
+            "version": __version__,
+            "protocol": PROTOCOL,
+            "dev": self.device_id,
+            "fleet": self.settings.device.fleet,
+            "pipelines": self.controls.pipelines.model_dump(),
+            "thresholds": self.controls.thresholds.model_dump(),
+            "models": self.info()["models"],
+            "fastpath": self.fastpath,
+            "fps": round(self.worker.fps, 2),
+            "frame_ms": round(self.worker.last_ms, 2),
+            "frames_in": self.slot.frames_in,
+            "frames_dropped": self.slot.frames_dropped,
+            "frames_processed": self.worker.processed,
+            "frames_rejected": self.frames_rejected + self.worker.bad_frames,
+            "source": src,
+            "commands": dict(self.router.counts),
+            "banks": {},
+            "uptime": round(time.time() - self.started_at, 1),
+            "warnings": warnings,
+        }
+
+    def publish_state(self) -> None:
+        self._publish(self.topics.state, codec.encode(self.state(), "json"), 1, True)
+
+    def _state_loop(self) -> None:
+        while not self.stop_event.wait(self.settings.results.state_interval):
+            try:
+                self.publish_state()
+            except Exception:
+                log.exception("state publish failed")
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self, connect_timeout: float | None = None) -> None:
+        s = self.settings
+        if s.mqtt.host == "embedded":
+            self.broker = EmbeddedBroker(port=s.mqtt.port if s.mqtt.port != 1883 else 0).start()
+            self.mqtt_cfg = s.mqtt.model_copy(update={"host": "127.0.0.1", "port": self.broker.port})
+        qos = s.mqtt.qos
+        self.registry.add(Route(self.topics.commands, qos, self.router.submit, "commands"))
+        self.registry.add(Route(self.topics.fleet_commands, qos, self.router.submit, "fleet-commands"))
+        if s.source.uri == "mqtt":
+            self.registry.add(Route(self.topics.frame_in, 0, self._frame_in, "frame-in"))
+        client_id = s.mqtt.client_id or f"maix-agent-{self.device_id}"
+        self.link = MqttLink(self.mqtt_cfg, client_id, self.registry, self.topics.availability,
+                             on_connected=self.publish_state)
+        self._threads.append(self.router.start(self.stop_event))
+        self.worker.start(self.stop_event)
+        if self.source is not None:
+            self.source.start()
+        t = threading.Thread(target=self._state_loop, name="state", daemon=True)
+        t.start()
+        self._threads.append(t)
+        self.link.start()
+        if connect_timeout is not None and not self.link.wait_connected(connect_timeout):
+            raise TransportError(f"no connection to {self.mqtt_cfg.host}:{self.mqtt_cfg.port} in {connect_timeout}s")
+        log.info("agent %s started (source %s, fastpath %s)", self.device_id, s.source.uri, self.fastpath)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_event.set()
+        for hook in self.on_stop:
+            try:
+                hook()
+            except Exception:
+                log.exception("stop hook failed")
+        if self.source is not None:
+            self.source.stop()
+        if self.link is not None:
+            self.link.stop()
+        for t in self._threads:
+            t.join(2)
+        if self.broker is not None:
+            self.broker.cleanup()
+        log.info("agent %s stopped", self.device_id)
+
+    def run_forever(self) -> int:
+        """Run until SIGINT/SIGTERM (exit 0) or a fatal broker error such as bad credentials (2)."""
+        def _sig(_signo: int, _frame: object) -> None:
+            self.shutdown.set()
+
+        signal.signal(signal.SIGINT, _sig)
+        signal.signal(signal.SIGTERM, _sig)
+        try:
+            self.start()
+            assert self.link is not None
+            while not self.shutdown.is_set():
+                if self.link.fatal_event.wait(0.5):
+                    log.error("stopping: %s", self.link.fatal)
+                    return 2
+            return 0
+        except TransportError as exc:
+            log.error("%s", exc)
+            return 2
+        finally:
+            self.stop()
+
+

@@ -1,0 +1,1 @@
+"""The broker link. Only ``client.py`` imports paho."""

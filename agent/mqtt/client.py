@@ -1,0 +1,306 @@
+"""The broker link: the only module that imports paho (v2 callback API).
+
+Callbacks only enqueue: ``on_message`` looks up the route in the :class:`TopicRegistry` and hands
+the message to the route's non-blocking sink. ``on_connect`` (re)subscribes to every route of
+the registry and announces ``online``; the Last Will announces ``offline``. Bad credentials stop
+the link for good (no reconnect storm) and surface as :class:`TransportError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.errors import TransportError
+from agent.mqtt.topics import Message, Route, TopicRegistry
+from agent.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+# CONNACK codes that retrying cannot fix: 3.1.1 (4 bad user/password, 5 not authorised) and
+# MQTT 5 (134, 135, 138 banned, 140 bad auth method).
+FATAL_CONNACK = {4, 5, 134, 135, 138, 140}
+
+
+def _configure(client: mqtt.Client, cfg: MqttSettings) -> None:
+    if cfg.username is not None:
+        client.username_pw_set(cfg.username, cfg.password.get_secret_value() if cfg.password else None)
+    if cfg.tls is not None:
+        client.tls_set(
+            ca_certs=str(cfg.tls.ca) if cfg.tls.ca else None,
+            certfile=str(cfg.tls.cert) if cfg.tls.cert else None,
+            keyfile=str(cfg.tls.key) if cfg.tls.key else None,
+            cert_reqs=ssl.CERT_NONE if cfg.tls.insecure else ssl.CERT_REQUIRED,
+        )
+        if cfg.tls.insecure:
+            log.warning("mqtt.tls.insecure is set: the broker's certificate is NOT verified")
+            client.tls_insecure_set(True)
+
+
+def _new_client(cfg: MqttSettings, client_id: str) -> mqtt.Client:
+    proto = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto
+    )
+    _configure(client, cfg)
+    return client
+
+
+def _to_message(msg: mqtt.MQTTMessage) -> Message:
+    props = getattr(msg, "properties", None)
+    user = getattr(props, "UserProperty", None) or ()
+    return Message(
+        topic=msg.topic,
+        payload=bytes(msg.payload),
+        retain=bool(msg.retain),
+        content_type=getattr(props, "ContentType", None),
+        response_topic=getattr(props, "ResponseTopic", None),
+        correlation_data=getattr(props, "CorrelationData", None),
+        user_properties=tuple((str(k), str(v)) for k, v in user),
+    )
+
+
+def _publish_props(
+    v5: bool, correlation: bytes | None, content_type: str | None, user: dict[str, str] | None
+) -> Properties | None:
+    if not v5 or (correlation is None and content_type is None and not user):
+        return None
+    props = Properties(PacketTypes.PUBLISH)
+    if correlation is not None:
+        props.CorrelationData = correlation
+    if content_type is not None:
+        props.ContentType = content_type
+    if user:
+        props.UserProperty = list(user.items())
+    return props
+
+
+@dataclass
+class LinkStats:
+    connects: int = 0
+    disconnects: int = 0
+    received: int = 0
+    unrouted: int = 0
+    published: int = 0
+
+
+class MqttLink:
+    """The agent's connection: LWT, availability, registry-driven subscriptions, reconnects."""
+
+    def __init__(
+        self,
+        cfg: MqttSettings,
+        client_id: str,
+        registry: TopicRegistry,
+        availability_topic: str,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.availability_topic = availability_topic
+        self.on_connected = on_connected
+        self.stats = LinkStats()
+        self.connected = threading.Event()
+        self.fatal: TransportError | None = None
+        self.fatal_event = threading.Event()
+        self._v5 = cfg.protocol == "5"
+        self._client = _new_client(cfg, client_id)
+        self._client.will_set(availability_topic, b"offline", qos=1, retain=True)
+        self._client.reconnect_delay_set(min_delay=max(1, int(cfg.reconnect_min)), max_delay=max(1, int(cfg.reconnect_max)))
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._sub_mid = -1
+        self._subscribed: list[tuple[str, int]] = []
+        self._client.max_queued_messages_set(10_000)
+        registry.on_change = self._on_route_change
+
+    # -- paho callbacks (network thread): only bookkeeping and enqueueing ------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            code = rc.value
+            if code in FATAL_CONNACK:
+                self.fatal = TransportError(
+                    f"broker {self.cfg.host}:{self.cfg.port} refused the connection: {rc} "
+                    "(check mqtt.username / mqtt.password); not retrying"
+                )
+                log.error("%s", self.fatal)
+                self.fatal_event.set()
+                client.disconnect()
+            else:
+                log.warning("broker refused the connection: %s; will retry", rc)
+            return
+        self.stats.connects += 1
+        subs = [(r.filter, r.qos) for r in self.registry.routes()]
+        self._subscribed = subs
+        if subs:
+            _, self._sub_mid = client.subscribe(subs)
+        else:
+            self._ready(client)
+
+    def _on_subscribe(self, client: mqtt.Client, _u: Any, mid: int, rcs: list[ReasonCode], _p: Any) -> None:
+        if mid != self._sub_mid:
+            return
+        for (filter_, _qos), rc in zip(self._subscribed, rcs, strict=False):
+            if rc.is_failure:
+                log.error("broker refused the subscription to %s: %s (check the broker's ACL)", filter_, rc)
+        self._ready(client)
+
+    def _ready(self, client: mqtt.Client) -> None:
+        """Subscriptions acknowledged: announce ``online`` and serve."""
+        client.publish(self.availability_topic, b"online", qos=1, retain=True)
+        log.info("connected to %s:%s, subscribed to %d topic filters",
+                 self.cfg.host, self.cfg.port, len(self._subscribed))
+        self.connected.set()
+        if self.on_connected:
+            self.on_connected()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self.connected.clear()
+        self.stats.disconnects += 1
+        if not self.fatal:
+            log.warning("disconnected from broker (%s); reconnecting with back-off", rc)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.stats.received += 1
+        route = self.registry.match(msg.topic)
+        if route is None:
+            self.stats.unrouted += 1
+            return
+        try:
+            route.sink(_to_message(msg))
+        except Exception:  # a sink must never kill the network thread
+            log.exception("sink for %s failed", route.filter)
+
+    def _on_route_change(self, route: Route, added: bool) -> None:
+        if not self.connected.is_set():
+            return  # on_connect subscribes to the whole registry
+        if added:
+            self._client.subscribe(route.filter, route.qos)
+        else:
+            self._client.unsubscribe(route.filter)
+
+    # -- API ------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.connected.wait(0.05):
+                return True
+            if self.fatal:
+                raise self.fatal
+        return self.connected.is_set()
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 0,
+        retain: bool = False,
+        *,
+        correlation: bytes | None = None,
+        content_type: str | None = None,
+        user: dict[str, str] | None = None,
+    ) -> None:
+        props = _publish_props(self._v5, correlation, content_type, user)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self.stats.published += 1  # queued; paho sends it after reconnect for QoS>0
+        else:
+            log.warning("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Clean stop: ``offline`` (retained), then disconnect."""
+        if self.connected.is_set():
+            info = self._client.publish(self.availability_topic, b"offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class SimpleClient:
+    """A small blocking client for the CLI (``cmd``, ``watch``) and for tools."""
+
+    def __init__(self, cfg: MqttSettings, client_id: str) -> None:
+        self.cfg = cfg
+        self._client = _new_client(cfg, client_id)
+        self._inbox: queue.Queue[Message] = queue.Queue(maxsize=10_000)
+        self._subs: list[str] = []
+        self._ready = threading.Event()
+        self._error: str | None = None
+        self._client.on_connect = self._on_connect
+        self._client.on_message = lambda _c, _u, m: self._inbox.put(_to_message(m))
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            self._error = f"broker refused the connection: {rc}"
+            client.disconnect()
+        else:
+            for f in self._subs:
+                client.subscribe(f, 1)
+        self._ready.set()
+
+    def connect(self, timeout: float = 10.0) -> None:
+        try:
+            self._client.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        self._client.loop_start()
+        if not self._ready.wait(timeout):
+            raise TransportError(f"no answer from broker {self.cfg.host}:{self.cfg.port} in {timeout}s")
+        if self._error:
+            raise TransportError(self._error)
+
+    def subscribe(self, filter_: str) -> None:
+        self._subs.append(filter_)
+        if self._ready.is_set():
+            res, mid = self._client.subscribe(filter_, 1)
+            del res, mid
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                response_topic: str | None = None, correlation: bytes | None = None) -> None:
+        props = None
+        if self.cfg.protocol == "5" and (response_topic or correlation):
+            props = Properties(PacketTypes.PUBLISH)
+            if response_topic:
+                props.ResponseTopic = response_topic
+            if correlation:
+                props.CorrelationData = correlation
+        self._client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(10)
+
+    def messages(self, timeout: float | None = None) -> Iterator[Message]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                yield self._inbox.get(timeout=remaining)
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

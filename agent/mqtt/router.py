@@ -1,0 +1,176 @@
+"""Command dispatch: decode → validate (pydantic) → handler → reply, on a worker thread.
+
+Nothing a message contains can stop the agent: every failure becomes an error reply
+(``bad_request``, ``not_found``, ``too_large``, ``unavailable``, ``internal``…) and a log line;
+an unexpected exception also logs its traceback and is reported to ``on_internal_error`` hooks
+(the test-suite turns those into failures).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from agent.commands.base import Command
+from agent.errors import CommandError, ErrorCode
+from agent.mqtt import codec, envelope
+from agent.mqtt.codec import DecodeError, Encoding
+from agent.mqtt.topics import Message, Topics
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    def __call__(
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = ...,
+        retain: bool = ...,
+        *,
+        correlation: bytes | None = ...,
+        content_type: str | None = ...,
+    ) -> None: ...
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "request"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+CONTENT_TYPES: dict[Encoding, str] = {"json": "application/json", "msgpack": "application/msgpack"}
+
+
+class CommandRouter:
+    def __init__(
+        self,
+        commands: Iterable[Command],
+        context: Any,
+        topics: Topics,
+        publish: Publisher,
+        *,
+        max_bytes: int,
+        queue_size: int,
+        qos: int = 1,
+    ) -> None:
+        self.commands = {c.key: c for c in commands}
+        self.context = context
+        self.topics = topics
+        self.publish = publish
+        self.max_bytes = max_bytes
+        self.qos = qos
+        self.queue: queue.Queue[Message] = queue.Queue(maxsize=queue_size)
+        self.on_internal_error: list[Callable[[BaseException], None]] = []
+        self.counts: Counter[str] = Counter()
+        self.latency_ms: list[float] = []
+
+    # -- network thread -------------------------------------------------------------------
+    def submit(self, msg: Message) -> None:
+        """Route sink: enqueue, or answer ``unavailable`` at once when the queue is full."""
+        try:
+            self.queue.put_nowait(msg)
+        except queue.Full:
+            self.counts["rejected_full"] += 1
+            target = self.topics.command_of(msg.topic)
+            if target:
+                self._send(msg, target, envelope.error(None, "unavailable", "command queue is full, try again"),
+                           codec.sniff(msg.payload, msg.content_type))
+
+    # -- worker thread --------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                msg = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self.handle(msg)
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        t = threading.Thread(target=self.run, args=(stop,), name="commands", daemon=True)
+        t.start()
+        return t
+
+    def _send(self, msg: Message, target: tuple[str, str], reply: dict[str, Any], encoding: Encoding) -> None:
+        payload = codec.encode(reply, encoding)
+        ctype = CONTENT_TYPES[encoding]
+        self.publish(self.topics.reply(*target), payload, self.qos, False, content_type=ctype)
+        if msg.response_topic:
+            self.publish(msg.response_topic, payload, self.qos, False,
+                         correlation=msg.correlation_data, content_type=ctype)
+
+    def handle(self, msg: Message) -> None:
+        t0 = time.perf_counter()
+        target = self.topics.command_of(msg.topic)
+        if target is None:
+            self.counts["bad_topic"] += 1
+            log.warning("ignoring message on %s: not a command topic", msg.topic)
+            return
+        encoding = codec.sniff(msg.payload, msg.content_type)
+        req_id: Any = None
+        try:
+            reply = self._dispatch(msg, target, encoding)
+            req_id = reply["id"]
+        except CommandError as exc:
+            reply = envelope.error(getattr(exc, "req_id", None), exc.code, exc.message)
+        try:
+            self._send(msg, target, reply, encoding)
+        except Exception as exc:  # e.g. a handler returned something unencodable
+            log.exception("cannot encode the reply to %s/%s", *target)
+            self._internal(exc)
+            self._send(msg, target, envelope.error(req_id, "internal", f"reply not encodable: {exc}"), encoding)
+        self.latency_ms.append((time.perf_counter() - t0) * 1000)
+        if len(self.latency_ms) > 1000:
+            del self.latency_ms[:500]
+
+    def _fail(self, code: ErrorCode, message: str, req_id: Any, target: tuple[str, str]) -> CommandError:
+        self.counts[code] += 1
+        log.warning("command %s/%s failed: %s: %s", target[0], target[1], code, message)
+        err = CommandError(code, message)
+        err.req_id = req_id  # type: ignore[attr-defined]
+        return err
+
+    def _internal(self, exc: BaseException) -> None:
+        for hook in list(self.on_internal_error):
+            hook(exc)
+
+    def _dispatch(self, msg: Message, target: tuple[str, str], encoding: Encoding) -> dict[str, Any]:
+        if len(msg.payload) > self.max_bytes:
+            raise self._fail("too_large", f"payload of {len(msg.payload)} bytes exceeds the limit of {self.max_bytes}", None, target)
+        if not msg.payload:
+            body: Any = {}
+        else:
+            try:
+                body = codec.decode(msg.payload, encoding, max_bytes=self.max_bytes)
+            except DecodeError as exc:
+                raise self._fail("bad_request", str(exc), None, target) from None
+        req_id, args = envelope.split_id(body)
+        if args is None:
+            raise self._fail("bad_request", "the request must be a JSON object or msgpack map", None, target)
+        cmd = self.commands.get(target)
+        if cmd is None:
+            known = ", ".join(sorted(f"{f}/{n}" if n else f for f, n in self.commands))
+            raise self._fail("not_found", f"unknown command {target[0]}/{target[1]} (known: {known})", req_id, target)
+        try:
+            request = cmd.request.model_validate(args)
+        except ValidationError as exc:
+            raise self._fail("bad_request", _validation_message(exc), req_id, target) from None
+        try:
+            data = cmd.handler(request, self.context)
+        except CommandError as exc:
+            raise self._fail(exc.code, exc.message, req_id, target) from None
+        except Exception as exc:
+            log.exception("command %s/%s raised", *target)
+            self._internal(exc)
+            raise self._fail("internal", f"{type(exc).__name__}: {exc}", req_id, target) from None
+        self.counts["ok"] += 1
+        return envelope.ok(req_id, data)

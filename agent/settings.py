@@ -1,0 +1,240 @@
+"""Settings: defaults < YAML file (``--config``) < environment ``MAIX_AGENT_…`` (``__`` nests).
+
+Built once by :func:`load_settings` (called from ``app.py`` / the CLI) and passed down; nothing
+reads the environment at import time. Unknown keys are errors everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from agent.errors import ConfigError
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_yaml_file: ContextVar[Path | None] = ContextVar("maix_agent_yaml_file", default=None)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TlsSettings(Section):
+    ca: Path | None = Field(None, description="CA certificate file (PEM) that signed the broker's certificate")
+    cert: Path | None = Field(None, description="client certificate (PEM), for brokers that require one")
+    key: Path | None = Field(None, description="client private key (PEM)")
+    insecure: bool = Field(False, description="skip broker hostname/cert verification (self-signed; warns)")
+
+
+class MqttSettings(Section):
+    host: str = Field("localhost", description="broker host; `embedded` starts a private mosquitto")
+    port: int = Field(1883, ge=0, le=65535, description="broker port (0 with `embedded` = any free port)")
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsSettings | None = Field(None, description="TLS to the broker; omit for plain TCP")
+    client_id: str | None = Field(None, description="MQTT client id (default: maix-agent-{device.id})")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive seconds")
+    prefix: str = Field("maix", description="topic prefix")
+    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
+    qos: int = Field(1, ge=0, le=1, description="QoS of replies and results")
+    reconnect_min: float = Field(1.0, gt=0, description="first reconnect delay, seconds")
+    reconnect_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
+        return v
+
+
+def default_device_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:64].strip("-")
+    return host or "maix"
+
+
+class DeviceSettings(Section):
+    id: str = Field(default_factory=default_device_id, description="device id ([A-Za-z0-9_-]; default: host name)")
+    fleet: str = Field("default", description="fleet name: devices of one fleet share banks and fleet commands")
+    name: str | None = Field(None, description="human-friendly name (Home Assistant)")
+
+    @field_validator("id", "fleet")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError("must be 1-64 characters of [A-Za-z0-9_-]")
+        return v
+
+
+class SourceSettings(Section):
+    uri: str = Field("none", description="video:PATH | images:DIR | camera:N | /dev/videoN | rtsp://… | mqtt | none")
+    loop: bool = Field(True, description="restart a video file / image folder at its end")
+    fps: float | None = Field(None, gt=0, description="pace file sources to this rate (default: the file's own rate)")
+    retry_min: float = Field(1.0, gt=0, description="first retry delay after a source failure, seconds")
+    retry_max: float = Field(30.0, gt=0, description="longest retry delay, seconds")
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        ok = (
+            v in ("none", "mqtt")
+            or v.startswith(("video:", "images:", "camera:", "/dev/video", "rtsp://", "rtsps://", "http://", "https://"))
+        )
+        if not ok:
+            raise ValueError("must be video:PATH, images:DIR, camera:N, /dev/videoN, rtsp://…, mqtt or none")
+        return v
+
+
+class ModelsSettings(Section):
+    dir: Path = Field(Path("models"), description="folder holding the model files")
+    manifest: Path | None = Field(None, description="model manifest (default: the one shipped with the agent)")
+    threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads per model")
+    features: str = Field("mobilenet_v2", description="classifier feature model: mobilenet_v2 | efficientnet_lite0")
+    face_detector: str = Field("retinaface", description="face detector: retinaface | yunet")
+    face_embedder: str = Field("sface", description="face embedding model")
+    segmenter: str = Field("yolov8n_seg", description="segmentation model")
+    tracker: Literal["nanotrack_v2", "nanotrack_v3"] = Field("nanotrack_v2", description="tracker model pair")
+
+
+class PipelinesSettings(Section):
+    classifier: bool = Field(False, description="classify every frame")
+    faces: bool = Field(True, description="detect and recognise faces on every frame")
+    segment: bool = Field(False, description="instance segmentation on every frame")
+    track: bool = Field(True, description="track the target once track/start has been sent")
+
+
+class FaceThresholds(Section):
+    match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
+    detect: float = Field(0.6, ge=0, le=1, description="face detector score threshold")
+    nms: float = Field(0.4, ge=0, le=1, description="face detector NMS IoU")
+
+
+class SegmentThresholds(Section):
+    score: float = Field(0.4, ge=0, le=1, description="object score threshold")
+    iou: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold")
+
+
+class TrackThresholds(Section):
+    score: float = Field(0.9, ge=0, le=1.01, description="tracker state moves only when score ≥ this (MaixPy)")
+
+
+class ClassifierThresholds(Section):
+    max_distance: float = Field(20.0, gt=0, description="L2 distance beyond which a frame is `unknown`")
+
+
+class Thresholds(Section):
+    face: FaceThresholds = Field(default_factory=FaceThresholds)  # type: ignore[arg-type]
+    segment: SegmentThresholds = Field(default_factory=SegmentThresholds)  # type: ignore[arg-type]
+    track: TrackThresholds = Field(default_factory=TrackThresholds)  # type: ignore[arg-type]
+    classifier: ClassifierThresholds = Field(default_factory=ClassifierThresholds)  # type: ignore[arg-type]
+
+
+class StorageSettings(Section):
+    dir: Path = Field(Path("state"), description="state dir: banks, thresholds, enabled pipelines")
+
+
+class FleetSettings(Section):
+    key: SecretStr | None = Field(None, description="HMAC key signing bank entries; unset = unsigned fleet (warns)")
+
+
+class HomeAssistantSettings(Section):
+    enabled: bool = Field(False, description="publish Home Assistant MQTT discovery and JSON mirrors")
+    prefix: str = Field("homeassistant", description="discovery prefix")
+
+
+class LimitsSettings(Section):
+    command_bytes: int = Field(8 << 20, ge=1024, description="largest command payload (images included)")
+    frame_bytes: int = Field(16 << 20, ge=1024, description="largest JPEG/PNG pushed on frame/in")
+    bank_entry_bytes: int = Field(64 << 10, ge=1024, description="largest fleet bank entry")
+    image_pixels: int = Field(40_000_000, ge=1, description="largest decoded image, in pixels")
+    command_queue: int = Field(64, ge=1, description="pending commands before `unavailable` replies")
+
+
+class ResultsSettings(Section):
+    publish: Literal["every", "change"] = Field("every", description="publish results for every frame or on change")
+    state_interval: float = Field(5.0, gt=0, description="seconds between retained state updates")
+
+
+class Settings(BaseSettings):
+    """Every setting of the agent. See config/agent.example.yaml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MAIX_AGENT_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
+    device: DeviceSettings = Field(default_factory=DeviceSettings)  # type: ignore[arg-type]
+    source: SourceSettings = Field(default_factory=SourceSettings)  # type: ignore[arg-type]
+    models: ModelsSettings = Field(default_factory=ModelsSettings)  # type: ignore[arg-type]
+    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)  # type: ignore[arg-type]
+    thresholds: Thresholds = Field(default_factory=Thresholds)  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)  # type: ignore[arg-type]
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]
+    results: ResultsSettings = Field(default_factory=ResultsSettings)  # type: ignore[arg-type]
+    fastpath: Literal["auto", "cython", "python"] = Field("auto", description="kernel implementation")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _yaml_file.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One line per error: ``path.to.key: message``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"{loc}: {err['msg']}")
+    return lines
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings; raise :class:`ConfigError` with every problem, one per line."""
+    if config is not None:
+        if not config.is_file():
+            raise ConfigError(f"config file not found: {config}")
+        import yaml  # local: only needed to pre-check the file
+
+        try:
+            data = yaml.safe_load(config.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config}: not valid YAML: {exc}") from None
+        if data is not None and not isinstance(data, Mapping):
+            raise ConfigError(f"{config}: the top level must be a mapping of sections")
+    token = _yaml_file.set(config)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_errors(exc))) from None
+    finally:
+        _yaml_file.reset(token)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective config as plain data, secrets shown as ``**********``."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,137 @@
+"""The latest-frame slot and the retrying source thread every source runs in."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray | None  # BGR uint8, or None when ``data`` still needs decoding
+    seq: int
+    ts: float
+    data: bytes | None = None  # encoded JPEG/PNG (pushed frames are decoded by the worker)
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+class FrameSlot:
+    """Holds only the newest frame; a frame replaced before it was taken counts as dropped."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self._latest: Frame | None = None
+        self.frames_in = 0
+        self.frames_dropped = 0
+        self._seq = 0
+
+    def next_seq(self) -> int:
+        with self._cond:
+            self._seq += 1
+            return self._seq
+
+    def put(self, image: np.ndarray | None, *, data: bytes | None = None,
+            meta: dict[str, str] | None = None) -> Frame:
+        with self._cond:
+            self._seq += 1
+            frame = Frame(image, self._seq, time.time(), data, meta or {})
+            if self._frame is not None:
+                self.frames_dropped += 1
+            self._frame = frame
+            self.frames_in += 1
+            self._cond.notify_all()
+            return frame
+
+    def take(self, timeout: float) -> Frame | None:
+        """The newest frame not yet taken, waiting up to ``timeout``."""
+        with self._cond:
+            if self._frame is None:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+    def mark_latest(self, frame: Frame) -> None:
+        """The worker calls this with each decoded frame, for commands that use the latest frame."""
+        with self._cond:
+            self._latest = frame
+
+    @property
+    def latest(self) -> Frame | None:
+        with self._cond:
+            return self._latest
+
+
+@dataclass
+class SourceStatus:
+    uri: str
+    state: str = "idle"  # idle | running | retrying | ended | stopped
+    error: str | None = None
+    restarts: int = 0
+    fps: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"uri": self.uri, "state": self.state, "error": self.error,
+                "restarts": self.restarts, "fps": round(self.fps, 2)}
+
+
+class Source:
+    """Runs :meth:`frames` in a thread, pushing into the slot; failures retry with back-off."""
+
+    def __init__(self, uri: str, slot: FrameSlot, retry_min: float = 1.0, retry_max: float = 30.0) -> None:
+        self.uri = uri
+        self.slot = slot
+        self.status = SourceStatus(uri)
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yield BGR frames; return when the source ends; raise OSError/RuntimeError on failure."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"source:{self.uri}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.status.state = "stopped"
+
+    def _run(self) -> None:
+        delay = self.retry_min
+        while not self._stop.is_set():
+            self.status.state = "running"
+            t_last, n = time.monotonic(), 0
+            try:
+                for image in self.frames():
+                    if self._stop.is_set():
+                        return
+                    self.slot.put(image)
+                    self.status.error = None
+                    delay = self.retry_min
+                    n += 1
+                    now = time.monotonic()
+                    if now - t_last >= 1.0:
+                        self.status.fps, t_last, n = n / (now - t_last), now, 0
+                self.status.state = "ended"
+                log.info("source %s ended", self.uri)
+                return
+            except Exception as exc:  # a source failure must never take the agent down
+                self.status.error = f"{type(exc).__name__}: {exc}"
+                self.status.state = "retrying"
+                self.status.restarts += 1
+                log.warning("source %s failed (%s); retrying in %.1fs", self.uri, self.status.error, delay)
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, self.retry_max)

@@ -1,0 +1,40 @@
+"""``images:DIR``: every JPEG/PNG of a folder, in name order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.sources.base import FrameSlot, Source
+
+SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+class ImageFolderSource(Source):
+    def __init__(self, uri: str, slot: FrameSlot, *, folder: Path, loop: bool = False,
+                 fps: float | None = None, **kw: float) -> None:
+        super().__init__(uri, slot, **kw)
+        self.folder = folder
+        self.loop = loop
+        self.period = 1.0 / fps if fps else 0.0
+
+    def frames(self) -> Iterator[np.ndarray]:
+        while True:
+            if not self.folder.is_dir():
+                raise FileNotFoundError(f"image folder not found: {self.folder}")
+            files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES)
+            if not files:
+                raise OSError(f"no images in {self.folder}")
+            for path in files:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    continue  # unreadable file: skip it, keep the folder going
+                if self.period:
+                    time.sleep(self.period)
+                yield image
+            if not self.loop:
+                return

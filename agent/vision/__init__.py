@@ -1,0 +1,1 @@
+"""Vision pipelines on onnxruntime. Nothing here knows about MQTT."""
