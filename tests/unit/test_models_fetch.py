@@ -1,0 +1,87 @@
+"""Model fetch from a folder mirror and from an http mirror on a loopback http.server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ModelError
+from agent.models import Manifest, load_manifest
+from agent.models.fetch import fetch, require, verify
+from agent.vision.runtime import OnnxModel
+
+SMALL = "yunet"  # 0.24 MB: the smallest model in the manifest
+
+
+def test_manifest_lists_all_ten_models(manifest: Manifest) -> None:
+    assert len(manifest.models) == 10
+    roles = {m.role for m in manifest.models.values()}
+    assert {"features", "face_detector", "face_embedder", "segmenter", "tracker_backbone", "tracker_head"} <= roles
+    assert manifest.get("sface").fingerprint == "107111c7155b"
+
+
+def test_folder_mirror_fetch_and_verify(tmp_path: Path, models_dir: Path, manifest: Manifest) -> None:
+    out = tmp_path / "m"
+    [v] = fetch(manifest, str(models_dir), out, [SMALL], progress=lambda s: None)
+    assert v.ok and verify(manifest.get(SMALL), out).ok
+    (out / manifest.get(SMALL).file).write_bytes(b"garbage")
+    assert verify(manifest.get(SMALL), out).status == "corrupt"
+    with pytest.raises(ModelError, match="does not match sha256"):
+        require(manifest.get(SMALL), out)
+    fetch(manifest, str(models_dir), out, [SMALL], progress=lambda s: None)  # repairs it
+    assert verify(manifest.get(SMALL), out).ok
+
+
+def test_missing_model_error_names_file_and_fix(tmp_path: Path, manifest: Manifest) -> None:
+    with pytest.raises(ModelError) as exc:
+        OnnxModel(manifest.get("sface"), tmp_path)
+    assert "sface_2021dec.onnx" in str(exc.value) and "models fetch" in str(exc.value)
+
+
+def test_bad_mirror_file_is_refused(tmp_path: Path, manifest: Manifest) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / manifest.get(SMALL).file).write_bytes(b"not the model")
+    with pytest.raises(ModelError, match="refusing"):
+        fetch(manifest, str(mirror), tmp_path / "out", [SMALL], progress=lambda s: None)
+    assert not (tmp_path / "out" / manifest.get(SMALL).file).exists()
+    assert not list((tmp_path / "out").glob(".fetch-*"))
+
+
+@pytest.fixture
+def http_mirror(models_dir: Path) -> Iterator[str]:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(models_dir))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_mirror(tmp_path: Path, http_mirror: str, manifest: Manifest) -> None:
+    out = tmp_path / "m"
+    [v] = fetch(manifest, http_mirror, out, [SMALL], progress=lambda s: None)
+    assert v.ok
+    with pytest.raises(ModelError, match="cannot read"):
+        fetch(load_manifest(), http_mirror + "nope/", tmp_path / "x", [SMALL], progress=lambda s: None)
+
+
+def test_model_contract_is_checked(models_dir: Path, manifest: Manifest, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    spec = manifest.get("sface")
+    OnnxModel(spec, models_dir)  # the real file matches its entry
+    wrong = replace(spec, input=replace(spec.input, name="images"))
+    with pytest.raises(ModelError, match="does not match manifest"):
+        OnnxModel(wrong, models_dir)
+    # a file that is another model (same hash check bypassed by pointing the spec at it)
+    other = replace(manifest.get("yunet"), file=spec.file, sha256=spec.sha256, size=spec.size)
+    with pytest.raises(ModelError, match="yunet"):
+        OnnxModel(other, models_dir)

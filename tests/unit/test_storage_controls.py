@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.controls import Controls
+from agent.errors import CommandError
+from agent.settings import load_settings
+from agent.storage import atomic_write, read_json, write_json
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    p = tmp_path / "a" / "f.json"
+    write_json(p, {"a": 1})
+    write_json(p, {"a": 2})
+    assert read_json(p) == {"a": 2}
+    assert [x.name for x in p.parent.iterdir()] == ["f.json"]  # no temp files left
+
+
+def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = tmp_path / "f.json"
+    atomic_write(p, b"{half")
+    assert read_json(p) is None
+    assert not p.exists() and len(list(tmp_path.glob("f.json.corrupt-*"))) == 1
+    assert "moved aside" in caplog.text
+
+
+def test_controls_partial_updates_persist(tmp_path: Path) -> None:
+    s = load_settings(storage={"dir": tmp_path})
+    c = Controls(s, tmp_path)
+    c.set_thresholds({"face": {"match": 0.9}})
+    c.set_pipelines({"segment": True})
+    with pytest.raises(CommandError) as exc:
+        c.set_thresholds({"face": {"match": "high"}})
+    assert exc.value.code == "bad_request" and "face.match" in exc.value.message
+    assert c.thresholds.face.match == 0.9  # a rejected change leaves the old value
+    c2 = Controls(s, tmp_path)
+    assert c2.thresholds.face.match == 0.9 and c2.thresholds.face.detect == 0.6 and c2.pipelines.segment
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    s = load_settings(storage={"dir": tmp_path})
+    c = Controls(s, tmp_path)
+    c.path = tmp_path / "missing-dir" / "x" / "controls.json"
+    (tmp_path / "missing-dir").write_text("a file, not a dir")
+    with pytest.raises(CommandError) as exc:
+        c.set_thresholds({"face": {"match": 0.5}})
+    assert exc.value.code == "unavailable"
+    assert c.thresholds.face.match != 0.5
