@@ -50,8 +50,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from agent.models.fetch import verify
 
     manifest = load_manifest(settings.models.manifest)
-    wanted = [settings.models.features, settings.models.face_detector, settings.models.face_embedder,
-              settings.models.segmenter, f"{settings.models.tracker}_backbone", f"{settings.models.tracker}_head"]
+    wanted = [
+        settings.models.features,
+        settings.models.face_detector,
+        settings.models.face_embedder,
+        settings.models.segmenter,
+        f"{settings.models.tracker}_backbone",
+        f"{settings.models.tracker}_head",
+    ]
     problems = 0
     for name in wanted:
         try:
@@ -62,8 +68,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             continue
         verdict = verify(spec, settings.models.dir)
         if not verdict.ok:
-            print(f"warning: models.dir: {verdict.path} is {verdict.status} (run `maix-agent models fetch`)",
-                  file=sys.stderr)
+            print(
+                f"warning: models.dir: {verdict.path} is {verdict.status} (run `maix-agent models fetch`)",
+                file=sys.stderr,
+            )
     if problems:
         return 1
     print("config ok")
@@ -148,8 +156,11 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     req_id = uuid.uuid4().hex[:12]
     body["id"] = req_id
     prefix = settings.mqtt.prefix
-    topic = (f"{prefix}/fleet/{settings.device.fleet}/cmd/{args.command}" if args.fleet
-             else f"{prefix}/{args.dev}/cmd/{args.command}")
+    topic = (
+        f"{prefix}/fleet/{settings.device.fleet}/cmd/{args.command}"
+        if args.fleet
+        else f"{prefix}/{args.dev}/cmd/{args.command}"
+    )
     reply_topic = f"{prefix}/{args.dev}/reply/{family}/{command}" if command else f"{prefix}/{args.dev}/reply/{family}"
     client = _client(settings, "cmd")
     client.subscribe(reply_topic)

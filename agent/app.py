@@ -68,8 +68,11 @@ class Agent:
             qos=settings.mqtt.qos,
         )
         self.worker = VisionWorker(
-            self.slot, None, self._emit_result,
-            device_id=self.device_id, max_pixels=settings.limits.image_pixels,
+            self.slot,
+            None,
+            self._emit_result,
+            device_id=self.device_id,
+            max_pixels=settings.limits.image_pixels,
         )
         self._threads: list[threading.Thread] = []
         self._stopped = False
@@ -106,8 +109,10 @@ class Agent:
             "fastpath": self.fastpath,
             "source": s.source.uri,
             "models": {
-                "features": s.models.features, "face_detector": s.models.face_detector,
-                "face_embedder": s.models.face_embedder, "segmenter": s.models.segmenter,
+                "features": s.models.features,
+                "face_detector": s.models.face_detector,
+                "face_embedder": s.models.face_embedder,
+                "segmenter": s.models.segmenter,
                 "tracker": s.models.tracker,
             },
             "commands": sorted(f"{c.family}/{c.name}" if c.name else c.family for c in self.router.commands.values()),
@@ -163,8 +168,9 @@ class Agent:
         if s.source.uri == "mqtt":
             self.registry.add(Route(self.topics.frame_in, 0, self._frame_in, "frame-in"))
         client_id = s.mqtt.client_id or f"maix-agent-{self.device_id}"
-        self.link = MqttLink(self.mqtt_cfg, client_id, self.registry, self.topics.availability,
-                             on_connected=self.publish_state)
+        self.link = MqttLink(
+            self.mqtt_cfg, client_id, self.registry, self.topics.availability, on_connected=self.publish_state
+        )
         self._threads.append(self.router.start(self.stop_event))
         self.worker.start(self.stop_event)
         if self.source is not None:
@@ -199,6 +205,7 @@ class Agent:
 
     def run_forever(self) -> int:
         """Run until SIGINT/SIGTERM (exit 0) or a fatal broker error such as bad credentials (2)."""
+
         def _sig(_signo: int, _frame: object) -> None:
             self.shutdown.set()
 
@@ -217,5 +224,3 @@ class Agent:
             return 2
         finally:
             self.stop()
-
-

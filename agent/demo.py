@@ -37,8 +37,12 @@ def _short(topic: str, body: Any) -> str:
         body = {k: v for k, v in body.items() if k not in ("v", "dev")}
         if "objects" in body:
             body["objects"] = [
-                {"label": o.get("label"), "score": round(o.get("score", 0), 2), "box": o.get("box"),
-                 "polygon_points": sum(len(p) // 2 for p in o.get("polygons", []))}
+                {
+                    "label": o.get("label"),
+                    "score": round(o.get("score", 0), 2),
+                    "box": o.get("box"),
+                    "polygon_points": sum(len(p) // 2 for p in o.get("polygons", [])),
+                }
                 for o in body["objects"]
             ]
     text = json.dumps(body, default=str)
@@ -53,9 +57,13 @@ def run_demo(args: argparse.Namespace) -> int:
     if not video.is_file():
         print(f"error: demo video not found: {video} (pass --video PATH)")
         return 1
-    settings = load_settings(args.config, mqtt={"host": "embedded", "port": 0},
-                             source={"uri": f"video:{video}", "loop": True},
-                             device={"id": "demo"}, storage={"dir": REPO / "state" / "demo"})
+    settings = load_settings(
+        args.config,
+        mqtt={"host": "embedded", "port": 0},
+        source={"uri": f"video:{video}", "loop": True},
+        device={"id": "demo"},
+        storage={"dir": REPO / "state" / "demo"},
+    )
     _setup_logging(args.log_level or "WARNING")
     agent = Agent(settings)
     stop = threading.Event()
@@ -79,10 +87,10 @@ def run_demo(args: argparse.Namespace) -> int:
     env = f"MAIX_AGENT_MQTT__HOST=127.0.0.1 MAIX_AGENT_MQTT__PORT={cfg.port}"
     print("\nTry, in another shell, while the demo runs:")
     print(f"  {env} maix-agent cmd {dev} system/ping '{{}}'")
-    print(f"  {env} maix-agent cmd {dev} thresholds/set '{{\"segment\": {{\"score\": 0.6}}}}'")
-    print(f"  {env} maix-agent cmd {dev} classifier/add_class '{{\"label\": \"bag\", \"box\": {box or [0, 0, 100, 100]}}}'")
+    print(f'  {env} maix-agent cmd {dev} thresholds/set \'{{"segment": {{"score": 0.6}}}}\'')
+    print(f'  {env} maix-agent cmd {dev} classifier/add_class \'{{"label": "bag", "box": {box or [0, 0, 100, 100]}}}\'')
     print(f"  {env} maix-agent cmd {dev} pipelines/set '{{\"classifier\": true}}'")
-    print(f"  {env} maix-agent cmd {dev} face/enrol '{{\"label\": \"me\"}}' --image my_face.jpg")
+    print(f'  {env} maix-agent cmd {dev} face/enrol \'{{"label": "me"}}\' --image my_face.jpg')
     print(f"  {env} maix-agent watch {dev}\n")
     printed = 0
     deadline = time.monotonic() + args.duration if args.duration else None
@@ -94,8 +102,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 tail = msg.topic.split("/", 2)[-1]
                 if tail == "state":
                     state = json.loads(msg.payload)
-                    print(f"state  fps={state['fps']} frames_in={state['frames_in']} "
-                          f"dropped={state['frames_dropped']} pipelines={state['pipelines']} fastpath={state['fastpath']}")
+                    print(
+                        f"state  fps={state['fps']} frames_in={state['frames_in']} "
+                        f"dropped={state['frames_dropped']} pipelines={state['pipelines']} fastpath={state['fastpath']}"
+                    )
                     continue
                 body = decode_for_print(msg.payload, msg.content_type)
                 print(_short(tail, body), flush=True)
@@ -109,5 +119,3 @@ def run_demo(args: argparse.Namespace) -> int:
         agent.stop()
         print("demo stopped (offline published)")
     return 0
-
-

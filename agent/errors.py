@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-ErrorCode = Literal[
-    "bad_request", "not_found", "conflict", "unavailable", "too_large", "unauthorized", "internal"
-]
+ErrorCode = Literal["bad_request", "not_found", "conflict", "unavailable", "too_large", "unauthorized", "internal"]
 
 
 class AgentError(Exception):

@@ -88,9 +88,8 @@ class SourceSettings(Section):
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
-        ok = (
-            v in ("none", "mqtt")
-            or v.startswith(("video:", "images:", "camera:", "/dev/video", "rtsp://", "rtsps://", "http://", "https://"))
+        ok = v in ("none", "mqtt") or v.startswith(
+            ("video:", "images:", "camera:", "/dev/video", "rtsp://", "rtsps://", "http://", "https://")
         )
         if not ok:
             raise ValueError("must be video:PATH, images:DIR, camera:N, /dev/videoN, rtsp://…, mqtt or none")

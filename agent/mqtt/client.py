@@ -8,6 +8,7 @@ the link for good (no reconnect storm) and surface as :class:`TransportError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -51,9 +52,7 @@ def _configure(client: mqtt.Client, cfg: MqttSettings) -> None:
 
 def _new_client(cfg: MqttSettings, client_id: str) -> mqtt.Client:
     proto = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto
-    )
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
     _configure(client, cfg)
     return client
 
@@ -118,7 +117,9 @@ class MqttLink:
         self._v5 = cfg.protocol == "5"
         self._client = _new_client(cfg, client_id)
         self._client.will_set(availability_topic, b"offline", qos=1, retain=True)
-        self._client.reconnect_delay_set(min_delay=max(1, int(cfg.reconnect_min)), max_delay=max(1, int(cfg.reconnect_max)))
+        self._client.reconnect_delay_set(
+            min_delay=max(1, int(cfg.reconnect_min)), max_delay=max(1, int(cfg.reconnect_max))
+        )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -147,7 +148,8 @@ class MqttLink:
         subs = [(r.filter, r.qos) for r in self.registry.routes()]
         self._subscribed = subs
         if subs:
-            _, self._sub_mid = client.subscribe(subs)
+            _, mid = client.subscribe(subs)
+            self._sub_mid = -1 if mid is None else mid
         else:
             self._ready(client)
 
@@ -162,8 +164,9 @@ class MqttLink:
     def _ready(self, client: mqtt.Client) -> None:
         """Subscriptions acknowledged: announce ``online`` and serve."""
         client.publish(self.availability_topic, b"online", qos=1, retain=True)
-        log.info("connected to %s:%s, subscribed to %d topic filters",
-                 self.cfg.host, self.cfg.port, len(self._subscribed))
+        log.info(
+            "connected to %s:%s, subscribed to %d topic filters", self.cfg.host, self.cfg.port, len(self._subscribed)
+        )
         self.connected.set()
         if self.on_connected:
             self.on_connected()
@@ -232,10 +235,8 @@ class MqttLink:
         """Clean stop: ``offline`` (retained), then disconnect."""
         if self.connected.is_set():
             info = self._client.publish(self.availability_topic, b"offline", qos=1, retain=True)
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -279,8 +280,15 @@ class SimpleClient:
             res, mid = self._client.subscribe(filter_, 1)
             del res, mid
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                response_topic: str | None = None, correlation: bytes | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+    ) -> None:
         props = None
         if self.cfg.protocol == "5" and (response_topic or correlation):
             props = Properties(PacketTypes.PUBLISH)

@@ -49,8 +49,7 @@ def decode(payload: bytes, encoding: Encoding, *, max_bytes: int) -> Any:
             max_map_len=min(max_bytes, 1 << 16),
             max_ext_len=0,
         )
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
-            TypeError, RecursionError) as exc:
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError, RecursionError) as exc:
         raise DecodeError(f"invalid msgpack: {exc}") from None
 
 

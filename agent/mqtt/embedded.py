@@ -33,8 +33,7 @@ def find_mosquitto() -> str:
         if path:
             return path
     raise TransportError(
-        "mosquitto is not installed: `apt-get install mosquitto` (make does this), "
-        "or point mqtt.host at a broker"
+        "mosquitto is not installed: `apt-get install mosquitto` (make does this), or point mqtt.host at a broker"
     )
 
 

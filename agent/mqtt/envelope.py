@@ -28,9 +28,7 @@ def split_id(body: Any) -> tuple[Any, dict[str, Any] | None]:
         return None, None
     args = dict(body)
     req_id = args.pop("id", None)
-    if not (req_id is None or isinstance(req_id, (int, str))) or (
-        isinstance(req_id, str) and len(req_id) > MAX_ID_LEN
-    ):
+    if not (req_id is None or isinstance(req_id, (int, str))) or (isinstance(req_id, str) and len(req_id) > MAX_ID_LEN):
         req_id = None  # an id we cannot echo safely is dropped, not echoed
     return req_id, args
 

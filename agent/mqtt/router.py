@@ -83,8 +83,12 @@ class CommandRouter:
             self.counts["rejected_full"] += 1
             target = self.topics.command_of(msg.topic)
             if target:
-                self._send(msg, target, envelope.error(None, "unavailable", "command queue is full, try again"),
-                           codec.sniff(msg.payload, msg.content_type))
+                self._send(
+                    msg,
+                    target,
+                    envelope.error(None, "unavailable", "command queue is full, try again"),
+                    codec.sniff(msg.payload, msg.content_type),
+                )
 
     # -- worker thread --------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -105,8 +109,9 @@ class CommandRouter:
         ctype = CONTENT_TYPES[encoding]
         self.publish(self.topics.reply(*target), payload, self.qos, False, content_type=ctype)
         if msg.response_topic:
-            self.publish(msg.response_topic, payload, self.qos, False,
-                         correlation=msg.correlation_data, content_type=ctype)
+            self.publish(
+                msg.response_topic, payload, self.qos, False, correlation=msg.correlation_data, content_type=ctype
+            )
 
     def handle(self, msg: Message) -> None:
         t0 = time.perf_counter()
@@ -145,7 +150,9 @@ class CommandRouter:
 
     def _dispatch(self, msg: Message, target: tuple[str, str], encoding: Encoding) -> dict[str, Any]:
         if len(msg.payload) > self.max_bytes:
-            raise self._fail("too_large", f"payload of {len(msg.payload)} bytes exceeds the limit of {self.max_bytes}", None, target)
+            raise self._fail(
+                "too_large", f"payload of {len(msg.payload)} bytes exceeds the limit of {self.max_bytes}", None, target
+            )
         if not msg.payload:
             body: Any = {}
         else:

@@ -139,7 +139,7 @@ class Topics:
         """
         for base in (f"{self.base}/cmd/", f"{self.prefix}/fleet/{self.fleet}/cmd/"):
             if topic.startswith(base):
-                parts = topic[len(base):].split("/")
+                parts = topic[len(base) :].split("/")
                 if len(parts) == 1 and parts[0]:
                     return parts[0], ""
                 if len(parts) == 2 and all(parts):

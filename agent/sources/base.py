@@ -38,8 +38,7 @@ class FrameSlot:
             self._seq += 1
             return self._seq
 
-    def put(self, image: np.ndarray | None, *, data: bytes | None = None,
-            meta: dict[str, str] | None = None) -> Frame:
+    def put(self, image: np.ndarray | None, *, data: bytes | None = None, meta: dict[str, str] | None = None) -> Frame:
         with self._cond:
             self._seq += 1
             frame = Frame(image, self._seq, time.time(), data, meta or {})
@@ -78,8 +77,13 @@ class SourceStatus:
     fps: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {"uri": self.uri, "state": self.state, "error": self.error,
-                "restarts": self.restarts, "fps": round(self.fps, 2)}
+        return {
+            "uri": self.uri,
+            "state": self.state,
+            "error": self.error,
+            "restarts": self.restarts,
+            "fps": round(self.fps, 2),
+        }
 
 
 class Source:

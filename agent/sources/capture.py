@@ -13,8 +13,17 @@ from agent.sources.base import FrameSlot, Source
 
 
 class CaptureSource(Source):
-    def __init__(self, uri: str, slot: FrameSlot, *, target: str | int, is_file: bool,
-                 loop: bool = False, fps: float | None = None, **kw: float) -> None:
+    def __init__(
+        self,
+        uri: str,
+        slot: FrameSlot,
+        *,
+        target: str | int,
+        is_file: bool,
+        loop: bool = False,
+        fps: float | None = None,
+        **kw: float,
+    ) -> None:
         super().__init__(uri, slot, **kw)
         self.target = target
         self.is_file = is_file

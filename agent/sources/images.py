@@ -15,8 +15,9 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 class ImageFolderSource(Source):
-    def __init__(self, uri: str, slot: FrameSlot, *, folder: Path, loop: bool = False,
-                 fps: float | None = None, **kw: float) -> None:
+    def __init__(
+        self, uri: str, slot: FrameSlot, *, folder: Path, loop: bool = False, fps: float | None = None, **kw: float
+    ) -> None:
         super().__init__(uri, slot, **kw)
         self.folder = folder
         self.loop = loop

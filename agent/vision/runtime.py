@@ -38,9 +38,7 @@ class OnnxModel:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"onnxruntime cannot load {self.path}: {exc}") from exc
         self._check()
@@ -66,13 +64,10 @@ class OnnxModel:
                 problems.append(f"output {name} shape {outputs[name]} != manifest {list(shape)}")
         if problems:
             raise ModelError(
-                f"model file {self.path} does not match manifest entry {self.spec.name!r}: "
-                + "; ".join(problems)
+                f"model file {self.path} does not match manifest entry {self.spec.name!r}: " + "; ".join(problems)
             )
 
-    def run(
-        self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
-    ) -> list[np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
         return self.session.run(list(outputs) if outputs else None, dict(feeds))  # type: ignore[no-any-return]
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:

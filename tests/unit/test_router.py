@@ -53,7 +53,7 @@ def setup() -> tuple[CommandRouter, Recorder, list[BaseException]]:
 
 
 def _reply(rec: Recorder) -> dict[str, Any]:
-    topic, payload, _ = rec.sent[-1]
+    _topic, payload, _ = rec.sent[-1]
     return json.loads(payload) if payload[:1] == b"{" else msgpack.unpackb(payload)  # type: ignore[no-any-return]
 
 
@@ -71,8 +71,12 @@ def test_ok_json_and_msgpack(setup: tuple[CommandRouter, Recorder, list[BaseExce
 def test_validation_and_codes(setup: tuple[CommandRouter, Recorder, list[BaseException]]) -> None:
     router, rec, errors = setup
     cases = [
-        (b'{"x": "nope"}', "bad_request"), (b'{"y": 1, "x": 1}', "bad_request"), (b'{"id": 1}', "bad_request"),
-        (b"{", "bad_request"), (b'"str"', "bad_request"), (b"x" * 1001, "too_large"),
+        (b'{"x": "nope"}', "bad_request"),
+        (b'{"y": 1, "x": 1}', "bad_request"),
+        (b'{"id": 1}', "bad_request"),
+        (b"{", "bad_request"),
+        (b'"str"', "bad_request"),
+        (b"x" * 1001, "too_large"),
     ]
     for payload, code in cases:
         router.handle(Message("p/d/cmd/t/echo", payload))
@@ -91,7 +95,9 @@ def test_handler_exception_is_internal_and_reported(setup: tuple[CommandRouter, 
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
 
 
-def test_response_topic_gets_a_copy_with_correlation(setup: tuple[CommandRouter, Recorder, list[BaseException]]) -> None:
+def test_response_topic_gets_a_copy_with_correlation(
+    setup: tuple[CommandRouter, Recorder, list[BaseException]],
+) -> None:
     router, rec, _ = setup
     router.handle(Message("p/d/cmd/t/echo", b'{"x": 1}', response_topic="r/me", correlation_data=b"c1"))
     assert [t for t, _, _ in rec.sent[-2:]] == ["p/d/reply/t/echo", "r/me"]
