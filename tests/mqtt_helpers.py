@@ -28,11 +28,19 @@ class TestClient:
 
     __test__ = False
 
-    def __init__(self, port: int, *, protocol: str = "5", client_id: str | None = None,
-                 username: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        protocol: str = "5",
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         proto = MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
-                                  protocol=proto)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{uuid.uuid4().hex[:8]}", protocol=proto
+        )
         if username:
             self.client.username_pw_set(username, password)
         self.v5 = protocol == "5"
@@ -63,9 +71,17 @@ class TestClient:
             else:
                 raise TimeoutError(f"no SUBACK for {f}")
 
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
-                response_topic: str | None = None, correlation: bytes | None = None,
-                user: dict[str, str] | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation: bytes | None = None,
+        user: dict[str, str] | None = None,
+    ) -> None:
         props = None
         if self.v5 and (response_topic or correlation or user):
             props = Properties(PacketTypes.PUBLISH)
@@ -90,12 +106,22 @@ class TestClient:
             if predicate(msg):
                 return msg
 
-    def request(self, prefix: str, dev: str, command: str, body: dict[str, Any] | None = None, *,
-                encoding: str = "json", timeout: float = 30.0) -> dict[str, Any]:
+    def request(
+        self,
+        prefix: str,
+        dev: str,
+        command: str,
+        body: dict[str, Any] | None = None,
+        *,
+        encoding: str = "json",
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         """Send a command with a fresh id and return the decoded reply with that id."""
         req_id = uuid.uuid4().hex[:10]
         payload_obj = {"id": req_id, **(body or {})}
-        payload = json.dumps(payload_obj).encode() if encoding == "json" else msgpack.packb(payload_obj, use_bin_type=True)
+        payload = (
+            json.dumps(payload_obj).encode() if encoding == "json" else msgpack.packb(payload_obj, use_bin_type=True)
+        )
         reply_topic = f"{prefix}/{dev}/reply/{command}"
         self.publish(f"{prefix}/{dev}/cmd/{command}", payload)
         msg = self.wait_for(lambda m: m.topic == reply_topic and _id_of(m.payload) == req_id, timeout)

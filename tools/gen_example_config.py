@@ -43,15 +43,19 @@ def _emit(model: type[BaseModel], instance: BaseModel | None, indent: int, lines
         value = getattr(instance, name) if instance is not None else field.get_default(call_default_factory=True)
         doc = field.description or ""
         ann = field.annotation
-        sub = next((a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        sub = next(
+            (a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
         if sub is not None:
             if doc:
                 lines.append(f"{pad}# {doc}")
             if value is None:
                 lines.append(f"{pad}# {name}:")
                 for sub_name, sub_field in sub.model_fields.items():
-                    lines.append(f"{pad}#   {sub_name}: {_yaml_value(sub_field.get_default(call_default_factory=True))}"
-                                 f"  # {sub_field.description or ''}")
+                    lines.append(
+                        f"{pad}#   {sub_name}: {_yaml_value(sub_field.get_default(call_default_factory=True))}"
+                        f"  # {sub_field.description or ''}"
+                    )
                 continue
             lines.append(f"{pad}{name}:")
             _emit(sub, value, indent + 1, lines)

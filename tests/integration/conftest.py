@@ -45,8 +45,14 @@ def make_agent(broker: EmbeddedBroker, prefix: str, tmp_path: Path, models_dir: 
 
     def factory(dev: str = "cam1", *, start: bool = True, **overrides: Any) -> Agent:
         cfg: dict[str, Any] = {
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, "prefix": prefix,
-                     "reconnect_min": 1, "reconnect_max": 2, **overrides.pop("mqtt", {})},
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker.port,
+                "prefix": prefix,
+                "reconnect_min": 1,
+                "reconnect_max": 2,
+                **overrides.pop("mqtt", {}),
+            },
             "device": {"id": dev, "fleet": "f1", **overrides.pop("device", {})},
             "storage": {"dir": tmp_path / dev},
             "models": {"dir": models_dir, **overrides.pop("models", {})},

@@ -29,8 +29,9 @@ def _spawn(port: int, prefix: str, tmp: Path, dev: str = "proc1", **env: str) ->
         "MAIX_AGENT_PIPELINES__TRACK": "false",
         **env,
     }
-    return subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=REPO, env=full,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run"], cwd=REPO, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def test_lwt_after_kill_9_and_clean_sigint(broker: EmbeddedBroker, tmp_path: Path) -> None:
@@ -72,8 +73,7 @@ def test_bad_credentials_fail_fast_without_retry_storm(tmp_path: Path) -> None:
     subprocess.run(["mosquitto_passwd", "-b", str(pwfile), "alice", "right"], check=True)
     broker = EmbeddedBroker(listener_extra=f"allow_anonymous false\npassword_file {pwfile}\n").start()
     try:
-        proc = _spawn(broker.port, "pw", tmp_path, MAIX_AGENT_MQTT__USERNAME="alice",
-                      MAIX_AGENT_MQTT__PASSWORD="wrong")
+        proc = _spawn(broker.port, "pw", tmp_path, MAIX_AGENT_MQTT__USERNAME="alice", MAIX_AGENT_MQTT__PASSWORD="wrong")
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 2
         text = err.decode()

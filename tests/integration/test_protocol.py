@@ -58,8 +58,9 @@ def test_errors_have_codes(make_agent: AgentFactory, client: TestClient, prefix:
 def test_mqtt5_response_topic_and_correlation(make_agent: AgentFactory, client: TestClient, prefix: str) -> None:
     make_agent("cam1")
     client.subscribe(f"{prefix}/inbox/#")
-    client.publish(f"{prefix}/cam1/cmd/system/ping", b'{"id": "x"}',
-                   response_topic=f"{prefix}/inbox/me", correlation=b"corr-42")
+    client.publish(
+        f"{prefix}/cam1/cmd/system/ping", b'{"id": "x"}', response_topic=f"{prefix}/inbox/me", correlation=b"corr-42"
+    )
     msg = client.wait_for(lambda m: m.topic == f"{prefix}/inbox/me")
     assert decode(msg.payload)["id"] == "x"
     assert msg.properties.CorrelationData == b"corr-42"
@@ -83,8 +84,18 @@ def test_availability_and_state(make_agent: AgentFactory, client: TestClient, pr
     msg = client.wait_for(lambda m: m.topic.endswith("availability"))
     assert msg.payload == b"online" and msg.retain
     state = json.loads(client.wait_for(lambda m: m.topic.endswith("/state")).payload)
-    for key in ("version", "pipelines", "thresholds", "models", "fastpath", "fps", "frames_in",
-                "frames_dropped", "banks", "uptime"):
+    for key in (
+        "version",
+        "pipelines",
+        "thresholds",
+        "models",
+        "fastpath",
+        "fps",
+        "frames_in",
+        "frames_dropped",
+        "banks",
+        "uptime",
+    ):
         assert key in state
     assert any("fleet.key" in w for w in state["warnings"])
     agent.stop()

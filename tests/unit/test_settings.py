@@ -21,10 +21,26 @@ def test_defaults_and_contract_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.mqtt.prefix == "maix" and s.mqtt.protocol == "5" and s.device.fleet == "default"
     assert s.source.uri == "none" and s.fastpath == "auto" and s.homeassistant.prefix == "homeassistant"
     # the DESIGN §7 table, by attribute path
-    for path in ["mqtt.host", "mqtt.port", "mqtt.username", "mqtt.password", "mqtt.tls", "mqtt.prefix",
-                 "mqtt.protocol", "device.id", "device.fleet", "source.uri", "models.dir", "storage.dir",
-                 "fleet.key", "fastpath", "homeassistant.enabled", "homeassistant.prefix",
-                 "mqtt.client_id", "mqtt.keepalive"]:
+    for path in [
+        "mqtt.host",
+        "mqtt.port",
+        "mqtt.username",
+        "mqtt.password",
+        "mqtt.tls",
+        "mqtt.prefix",
+        "mqtt.protocol",
+        "device.id",
+        "device.fleet",
+        "source.uri",
+        "models.dir",
+        "storage.dir",
+        "fleet.key",
+        "fastpath",
+        "homeassistant.enabled",
+        "homeassistant.prefix",
+        "mqtt.client_id",
+        "mqtt.keepalive",
+    ]:
         obj: object = s
         for part in path.split("."):
             assert hasattr(obj, part), path
@@ -33,7 +49,9 @@ def test_defaults_and_contract_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_yaml_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "a.yaml"
-    cfg.write_text("mqtt:\n  host: yamlhost\n  port: 1999\ndevice:\n  id: cam-y\nthresholds:\n  face:\n    match: 0.8\n")
+    cfg.write_text(
+        "mqtt:\n  host: yamlhost\n  port: 1999\ndevice:\n  id: cam-y\nthresholds:\n  face:\n    match: 0.8\n"
+    )
     monkeypatch.setenv("MAIX_AGENT_MQTT__PORT", "2000")
     monkeypatch.setenv("MAIX_AGENT_FLEET__KEY", "k3y")
     s = load_settings(cfg)
@@ -76,8 +94,9 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
     full = {k: v for k, v in os.environ.items() if not k.startswith("MAIX_AGENT_")}
     full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=REPO, env=full,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_check_config_and_print_config_cli(tmp_path: Path) -> None:
