@@ -1,0 +1,427 @@
+"""fastpath: fused preprocessing and bank-search kernels (Cython), with a NumPy reference.
+
+The public functions validate their inputs (raising ``ValueError`` with a clear message) and
+dispatch to the Cython kernels (``fastpath._preprocess``, ``fastpath._compare``) or to the pure
+NumPy reference (``fastpath._reference``, which is the spec). Select with
+:func:`set_implementation`: ``"auto"`` (default: Cython if the compiled modules import, else
+Python), ``"cython"`` (error if not built) or ``"python"``. Nothing is read from the environment
+here; the application calls :func:`set_implementation` from its settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fastpath import _reference as ref
+from fastpath._reference import BankDType, Metric, Mode, Transform
+
+__all__ = [
+    "Bank",
+    "Transform",
+    "bank_search",
+    "crop_resize",
+    "implementation",
+    "letterbox_chw",
+    "make_bank",
+    "set_implementation",
+    "warp_affine_chw",
+]
+
+_IMPLEMENTATIONS = ("auto", "cython", "python")
+_kernels: tuple[ModuleType, ModuleType] | None = None  # (_preprocess, _compare) when in use
+
+ChannelValue = float | Sequence[float]
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispatch
+# ----------------------------------------------------------------------------------------------
+def _import_kernels() -> tuple[ModuleType, ModuleType]:
+    return (
+        importlib.import_module("fastpath._preprocess"),
+        importlib.import_module("fastpath._compare"),
+    )
+
+
+def set_implementation(name: str) -> None:
+    """Choose the kernels: ``"auto"`` | ``"cython"`` | ``"python"``.
+
+    ``"cython"`` raises ``ImportError`` when the compiled extensions are missing (build with
+    ``pip install -e . --no-build-isolation``); ``"auto"`` then silently uses Python.
+    """
+    global _kernels
+    if name not in _IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {_IMPLEMENTATIONS}, got {name!r}")
+    if name == "python":
+        _kernels = None
+        return
+    try:
+        _kernels = _import_kernels()
+    except ImportError as exc:
+        if name == "cython":
+            raise ImportError(
+                "fastpath Cython kernels are not built: run "
+                "`pip install -e . --no-build-isolation` (needs Cython and a C compiler)"
+            ) from exc
+        _kernels = None
+
+
+def implementation() -> str:
+    """The implementation actually in use: ``"cython"`` or ``"python"``."""
+    return "python" if _kernels is None else "cython"
+
+
+set_implementation("auto")
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation helpers
+# ----------------------------------------------------------------------------------------------
+def _check_image(img: Any, name: str = "img") -> npt.NDArray[np.uint8]:
+    if not isinstance(img, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(img).__name__}")
+    if img.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8, got {img.dtype}")
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{name} must be HxWx3 (3-channel), got shape {img.shape}")
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"{name} is empty: shape {img.shape}")
+    if not img.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    return img
+
+
+def _check_size(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _triple(value: ChannelValue, name: str) -> tuple[float, float, float]:
+    if isinstance(value, int | float | np.integer | np.floating):
+        vals: tuple[float, ...] = (float(value),) * 3
+    else:
+        try:
+            vals = tuple(float(v) for v in value)
+        except TypeError as exc:
+            raise ValueError(f"{name} must be a number or 3 numbers, got {value!r}") from exc
+        if len(vals) != 3:
+            raise ValueError(f"{name} must be a number or 3 numbers, got {len(vals)} values")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"{name} must be finite, got {vals}")
+    return vals[0], vals[1], vals[2]
+
+
+def _pixel(value: ChannelValue, name: str) -> tuple[float, float, float]:
+    vals = _triple(value, name)
+    if not all(0.0 <= v <= 255.0 for v in vals):
+        raise ValueError(f"{name} must be pixel values in 0..255, got {vals}")
+    return vals
+
+
+def _out_buffer(out: Any, out_h: int, out_w: int) -> npt.NDArray[np.float32]:
+    if out is None:
+        return np.empty((1, 3, out_h, out_w), dtype=np.float32)
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32:
+        raise ValueError("out must be a float32 numpy array")
+    if out.shape != (1, 3, out_h, out_w):
+        raise ValueError(f"out must have shape {(1, 3, out_h, out_w)}, got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    return out
+
+
+def _affine_terms(mean: tuple[float, float, float], scale: tuple[float, float, float]) -> tuple[float, ...]:
+    """(x - mean) * scale = x * mul + add, per output channel."""
+    return (*scale, *(-m * s for m, s in zip(mean, scale, strict=True)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessing
+# ----------------------------------------------------------------------------------------------
+def letterbox_chw(
+    img: npt.NDArray[np.uint8],
+    out_h: int,
+    out_w: int,
+    *,
+    mode: Mode = "letterbox",
+    swap_rb: bool = False,
+    mean: ChannelValue = 0.0,
+    scale: ChannelValue = 1.0,
+    pad: ChannelValue = 114,
+    out: npt.NDArray[np.float32] | None = None,
+) -> tuple[npt.NDArray[np.float32], Transform]:
+    """Frame → network input in one fused pass.
+
+    ``img`` uint8 HxWx3 C-contiguous (BGR as OpenCV gives it). Bilinear resize (OpenCV
+    ``INTER_LINEAR`` geometry), optional BGR→RGB swap, ``(x - mean) * scale`` (per output channel,
+    i.e. after the swap; scalars or 3 values), HWC→CHW into float32 ``(1, 3, out_h, out_w)``.
+
+    ``mode``: ``"letterbox"`` keeps the aspect ratio, centred, border = ``pad`` (pixel value(s) in
+    source channel order, before mean/scale); ``"stretch"`` resizes to exactly the output size;
+    ``"cover"`` centre-crops to the output aspect first (MaixPy FIT_COVER). ``out`` may be a
+    reusable buffer. Returns the tensor and the :class:`Transform` (model ↔ frame coordinates).
+    """
+    _check_image(img)
+    out_h = _check_size(out_h, "out_h")
+    out_w = _check_size(out_w, "out_w")
+    if mode not in ("letterbox", "stretch", "cover"):
+        raise ValueError(f"mode must be 'letterbox', 'stretch' or 'cover', got {mode!r}")
+    mean3, scale3, pad3 = _triple(mean, "mean"), _triple(scale, "scale"), _pixel(pad, "pad")
+    buf = _out_buffer(out, out_h, out_w)
+    if _kernels is None:
+        tr = ref.letterbox_chw(
+            img,
+            out_h,
+            out_w,
+            mode,
+            bool(swap_rb),
+            np.array(mean3, np.float32),
+            np.array(scale3, np.float32),
+            np.array(pad3, np.float32),
+            buf,
+        )
+        return buf, tr
+    plan = ref.letterbox_plan(img.shape[0], img.shape[1], out_h, out_w, mode)
+    fill_src = pad3[::-1] if swap_rb else pad3
+    fill = tuple((p - m) * s for p, m, s in zip(fill_src, mean3, scale3, strict=True))
+    xi0, xi1, xlo, xhi = plan.xkernel
+    _, _, xw0, xw1 = plan.xtaps
+    _kernels[0].resample_chw(
+        img, buf[0], xi0, xi1, xw0, xw1, *plan.ytaps, plan.pad_x, plan.pad_y, xlo, xhi,
+        bool(swap_rb), *_affine_terms(mean3, scale3), *fill, *pad3,
+    )  # fmt: skip
+    return buf, plan.transform
+
+
+def _frame_mean(img: npt.NDArray[np.uint8]) -> tuple[float, float, float]:
+    """Per-channel mean colour (source order)."""
+    if _kernels is None:
+        sums = img.reshape(-1, 3).sum(axis=0, dtype=np.float64)
+    else:
+        sums = np.empty(3, np.float64)
+        _kernels[0].channel_sums(img, sums)
+    n = img.shape[0] * img.shape[1]
+    return float(sums[0]) / n, float(sums[1]) / n, float(sums[2]) / n
+
+
+def crop_resize(
+    img: npt.NDArray[np.uint8],
+    cx: float,
+    cy: float,
+    side_w: float,
+    side_h: float,
+    out_w: int,
+    out_h: int,
+    *,
+    border: ChannelValue | None = None,
+    swap_rb: bool = False,
+    mean: ChannelValue = 0.0,
+    scale: ChannelValue = 1.0,
+) -> npt.NDArray[np.float32]:
+    """Crop a ``round(side_w)`` x ``round(side_h)`` window centred on ``(cx, cy)`` (pixel
+    centres on integers; may reach outside the frame), fill outside pixels with ``border``
+    (source channel order; ``None`` = the frame's per-channel mean), bilinear-resize it to
+    ``out_w`` x ``out_h``, swap/mean/scale, CHW float32 ``(1, 3, out_h, out_w)``.
+
+    This is the NanoTrack / SiamRPN ``get_subwindow`` (template 127, search 255).
+    """
+    _check_image(img)
+    out_h = _check_size(out_h, "out_h")
+    out_w = _check_size(out_w, "out_w")
+    vals = (cx, cy, side_w, side_h)
+    if not all(isinstance(v, int | float | np.integer | np.floating) for v in vals):
+        raise ValueError(f"cx, cy, side_w, side_h must be numbers, got {vals!r}")
+    if not all(math.isfinite(float(v)) for v in vals):
+        raise ValueError(f"cx, cy, side_w, side_h must be finite, got {vals!r}")
+    if side_w <= 0 or side_h <= 0:
+        raise ValueError(f"side_w and side_h must be > 0, got {side_w!r}, {side_h!r}")
+    border3 = _frame_mean(img) if border is None else _pixel(border, "border")
+    mean3, scale3 = _triple(mean, "mean"), _triple(scale, "scale")
+    plan = ref.crop_plan(img.shape[0], img.shape[1], float(cx), float(cy), float(side_w), float(side_h), out_w, out_h)
+    if _kernels is None:
+        return ref.crop_resize(
+            img,
+            plan,
+            np.array(border3, np.float32),
+            bool(swap_rb),
+            np.array(mean3, np.float32),
+            np.array(scale3, np.float32),
+        )
+    buf = np.empty((1, 3, out_h, out_w), dtype=np.float32)
+    xi0, xi1, xlo, xhi = plan.xkernel
+    _, _, xw0, xw1 = plan.xtaps
+    _kernels[0].resample_chw(
+        img, buf[0], xi0, xi1, xw0, xw1, *plan.ytaps, 0, 0, xlo, xhi,
+        bool(swap_rb), *_affine_terms(mean3, scale3), 0.0, 0.0, 0.0, *border3,
+    )  # fmt: skip
+    return buf
+
+
+def warp_affine_chw(
+    img: npt.NDArray[np.uint8],
+    M: npt.ArrayLike,
+    out_w: int,
+    out_h: int,
+    *,
+    swap_rb: bool = False,
+    mean: ChannelValue = 0.0,
+    scale: ChannelValue = 1.0,
+    border: ChannelValue = 0,
+) -> npt.NDArray[np.float32]:
+    """``cv2.warpAffine(img, M, (out_w, out_h), INTER_LINEAR, BORDER_CONSTANT=border)`` fused
+    with swap/mean/scale and HWC→CHW, float32 ``(1, 3, out_h, out_w)``. ``M`` (2x3) maps frame
+    pixels to output pixels, as for OpenCV (e.g. the 5-point face alignment matrix)."""
+    _check_image(img)
+    out_h = _check_size(out_h, "out_h")
+    out_w = _check_size(out_w, "out_w")
+    m = np.asarray(M, dtype=np.float64)
+    if m.shape != (2, 3):
+        raise ValueError(f"M must be a 2x3 affine matrix, got shape {m.shape}")
+    if not np.isfinite(m).all():
+        raise ValueError("M must be finite")
+    det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+    if abs(det) < 1e-12:
+        raise ValueError("M is singular (not invertible)")
+    border3 = _pixel(border, "border")
+    mean3, scale3 = _triple(mean, "mean"), _triple(scale, "scale")
+    if _kernels is None:
+        return ref.warp_affine_chw(
+            img,
+            m,
+            out_w,
+            out_h,
+            bool(swap_rb),
+            np.array(mean3, np.float32),
+            np.array(scale3, np.float32),
+            np.array(border3, np.float32),
+        )
+    a, b, c, d = m[0, 0] / det, m[0, 1] / det, m[1, 0] / det, m[1, 1] / det
+    tx, ty = m[0, 2], m[1, 2]
+    inv = (d, -b, -(d * tx - b * ty), -c, a, -(-c * tx + a * ty))
+    buf = np.empty((1, 3, out_h, out_w), dtype=np.float32)
+    _kernels[0].warp_affine_chw(img, buf[0], *inv, bool(swap_rb), *_affine_terms(mean3, scale3), *border3)
+    return buf
+
+
+# ----------------------------------------------------------------------------------------------
+# Bank search
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
+class Bank:
+    """An immutable embedding bank built by :func:`make_bank`.
+
+    ``data`` is (N, D): raw float32 / float16 rows, or for int8 the L2-normalised rows quantised
+    per row (``row / |row| ≈ data[i] * scales[i]``). ``norms`` are the original row norms.
+    """
+
+    data: npt.NDArray[Any]
+    dtype: BankDType
+    norms: npt.NDArray[np.float32]
+    inv_norms: npt.NDArray[np.float32]
+    scales: npt.NDArray[np.float32] | None
+
+    @property
+    def n(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def make_bank(vectors: npt.ArrayLike, dtype: BankDType = "float32") -> Bank:
+    """Build a :class:`Bank` from (N, D) vectors (N may be 0). ``dtype``: ``"float32"``,
+    ``"float16"`` or ``"int8"`` (symmetric per-row quantisation of the L2-normalised rows)."""
+    if dtype not in ("float32", "float16", "int8"):
+        raise ValueError(f"dtype must be 'float32', 'float16' or 'int8', got {dtype!r}")
+    v = np.asarray(vectors)
+    if v.ndim != 2 or v.shape[1] < 1:
+        raise ValueError(f"vectors must be (N, D) with D >= 1, got shape {v.shape}")
+    if v.dtype.kind not in "fiu":
+        raise ValueError(f"vectors must be numeric, got {v.dtype}")
+    v = np.ascontiguousarray(v, dtype=np.float32)
+    if not np.isfinite(v).all():
+        raise ValueError("vectors must be finite")
+    inv = ref.inv_norms(v)
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v, dtype=np.float64)).astype(np.float32)
+    scales: npt.NDArray[np.float32] | None = None
+    data: npt.NDArray[Any]
+    if dtype == "float32":
+        data = v.copy()
+    elif dtype == "float16":
+        if np.abs(v).max(initial=0.0) > 65504.0:
+            raise ValueError("vectors exceed the float16 range (|v| > 65504)")
+        data = v.astype(np.float16)
+        norms = np.sqrt(np.einsum("ij,ij->i", data.astype(np.float32), data.astype(np.float32))).astype(np.float32)
+        inv = ref.inv_norms(data.astype(np.float32))
+    else:
+        data, scales = ref.quantise_int8(v * inv[:, None])
+    for arr in (data, norms, inv, scales):
+        if arr is not None:
+            arr.flags.writeable = False
+    return Bank(data, dtype, norms, inv, scales)
+
+
+def _query_int16(
+    q: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.float32]]:
+    """Per-query symmetric int16 quantisation, limited so int32 dot products cannot overflow."""
+    qmax = float(min(32767, (2**31 - 1) // (127 * q.shape[1])))
+    amax = np.abs(q).max(axis=1)
+    qs = np.where(amax > 0, amax / qmax, 1.0).astype(np.float32)
+    return np.rint(q / qs[:, None]).astype(np.int16), qs
+
+
+def bank_search(
+    query: npt.ArrayLike, bank: Bank, k: int = 1, metric: Metric = "cosine"
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Top-``k`` bank entries per query: ``(indices int64 (Q, k'), scores float32 (Q, k'))``
+    with ``k' = min(k, N)``. ``query`` is (D,) or (Q, D). ``"cosine"``: similarity, highest
+    first; ``"l2"``: Euclidean distance, smallest first. Ties keep the lower index."""
+    if not isinstance(bank, Bank):
+        raise ValueError(f"bank must be a fastpath.Bank (see make_bank), got {type(bank).__name__}")
+    if metric not in ("cosine", "l2"):
+        raise ValueError(f"metric must be 'cosine' or 'l2', got {metric!r}")
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    q = np.asarray(query)
+    if q.dtype.kind not in "fiu":
+        raise ValueError(f"query must be numeric, got {q.dtype}")
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[1] != bank.dim:
+        raise ValueError(f"query must be (D,) or (Q, D) with D = {bank.dim}, got {q.shape}")
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    if not np.isfinite(q).all():
+        raise ValueError("query must be finite")
+    kk = min(int(k), bank.n)
+    if kk == 0 or q.shape[0] == 0:
+        return np.empty((q.shape[0], kk), np.int64), np.empty((q.shape[0], kk), np.float32)
+    if _kernels is None:
+        scores = ref.bank_scores(bank.data, bank.dtype, bank.norms, bank.scales, q, metric)
+        return ref.top_k(scores, kk, metric)
+    idx = np.empty((q.shape[0], kk), np.int64)
+    out = np.empty((q.shape[0], kk), np.float32)
+    cosine = metric == "cosine"
+    cmp = _kernels[1]
+    if bank.dtype == "float32":
+        cmp.topk_float(bank.data, bank.inv_norms, q, cosine, idx, out)
+    elif bank.dtype == "float16":
+        cmp.topk_half(bank.data.view(np.uint16), bank.inv_norms, q, cosine, idx, out)
+    else:
+        q16, qs = _query_int16(q)
+        qn = np.sqrt(np.einsum("ij,ij->i", q, q, dtype=np.float64)).astype(np.float32)
+        cmp.topk_int8(bank.data, bank.scales, bank.norms, q16, qs, qn, cosine, idx, out)
+    return idx, out

@@ -1,0 +1,345 @@
+"""Pure-NumPy reference implementations: the specification the Cython kernels must match.
+
+Everything here assumes inputs were already validated by :mod:`fastpath` (the public wrapper).
+Conventions shared by every resampling function:
+
+* Images are ``uint8`` HxWx3, channels in source order (BGR as OpenCV decodes them).
+* Bilinear sampling uses OpenCV's ``INTER_LINEAR`` geometry: half-pixel centres, the source
+  coordinate of output pixel ``i`` is ``(i + 0.5) * src_len / dst_len - 0.5``, clamped to the
+  sampled span (edge replicate inside the span). Interpolation is done in float32: vertical blend
+  first, then horizontal. OpenCV's own uint8 path rounds to uint8 and uses 11-bit fixed-point
+  weights, so it differs from this spec by at most about one grey level.
+* Post-processing per output channel ``c``: ``(v - mean[c]) * scale[c]`` where channels are in
+  *output* order (after the optional BGR→RGB swap). Pad / border pixel values are given in *source*
+  channel order (like ``cv2.copyMakeBorder``'s ``value``).
+* Outputs are float32 NCHW with N = 1.
+
+The geometry helpers (:func:`letterbox_plan`, :func:`crop_plan`) are part of the spec and are shared
+with the Cython path, which only replaces the pixel loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Mode = Literal["letterbox", "stretch", "cover"]
+Metric = Literal["cosine", "l2"]
+BankDType = Literal["float32", "float16", "int8"]
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+Taps = tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], FloatArray, FloatArray]
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometry
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Transform:
+    """Maps frame pixels to model-input pixels: ``model = frame * scale + pad`` (per axis).
+
+    Coordinates are continuous with pixel edges on integers (a box ``[0, W]`` covers the frame).
+    ``pad_x``/``pad_y`` are the letterbox borders; they are negative in ``cover`` mode (the crop
+    offset expressed in model pixels). ``frame_w``/``frame_h`` are used for optional clipping.
+    """
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    frame_w: int
+    frame_h: int
+
+    def to_frame(self, xy: npt.ArrayLike, *, clip: bool = False) -> FloatArray:
+        """Model-input coordinates → frame pixels.
+
+        ``xy`` has an even-sized last axis of interleaved ``x, y`` values: points ``(..., 2)``,
+        boxes ``(..., 4)`` as x1, y1, x2, y2, landmarks ``(..., 10)``. Returns float32, same shape.
+        """
+        a = _as_xy(xy)
+        res = np.empty_like(a)
+        res[..., 0::2] = (a[..., 0::2] - self.pad_x) / self.scale_x
+        res[..., 1::2] = (a[..., 1::2] - self.pad_y) / self.scale_y
+        if clip:
+            np.clip(res[..., 0::2], 0, self.frame_w, out=res[..., 0::2])
+            np.clip(res[..., 1::2], 0, self.frame_h, out=res[..., 1::2])
+        return res
+
+    def to_model(self, xy: npt.ArrayLike) -> FloatArray:
+        """Frame pixels → model-input coordinates (the inverse of :meth:`to_frame`)."""
+        a = _as_xy(xy)
+        res = np.empty_like(a)
+        res[..., 0::2] = a[..., 0::2] * self.scale_x + self.pad_x
+        res[..., 1::2] = a[..., 1::2] * self.scale_y + self.pad_y
+        return res
+
+
+def _as_xy(xy: npt.ArrayLike) -> FloatArray:
+    a = np.array(xy, dtype=np.float32, copy=True)
+    if a.ndim == 0 or a.shape[-1] % 2:
+        raise ValueError(f"coordinates need an even-sized last axis (x, y pairs), got {a.shape}")
+    return a
+
+
+@lru_cache(maxsize=1024)
+def linear_taps(start: int, length: int, dst_len: int, src_len: int) -> Taps:
+    """Bilinear taps resampling ``length`` pixels starting at ``start`` onto ``dst_len`` pixels.
+
+    Returns ``(i0, i1, w0, w1)``: for output ``i``, ``v = src[i0] * w0 + src[i1] * w1``. Sampling is
+    clamped to the span (OpenCV ``INTER_LINEAR`` on the cropped span). Indices outside
+    ``[0, src_len)`` (a span reaching beyond the frame) are returned as -1 = "border pixel".
+    Arrays are read-only and cached.
+    """
+    ratio = length / dst_len
+    f = ((np.arange(dst_len, dtype=np.float64) + 0.5) * ratio - 0.5).astype(np.float32)
+    f = np.clip(f, 0.0, float(length - 1)).astype(np.float64)
+    i0 = np.floor(f).astype(np.int64)
+    w1 = (f - i0).astype(np.float32)
+    i1 = np.minimum(i0 + 1, length - 1)
+    w1[i1 == i0] = 0.0
+    w0 = (np.float32(1.0) - w1).astype(np.float32)
+    i0 += start
+    i1 += start
+    i0[(i0 < 0) | (i0 >= src_len)] = -1
+    i1[(i1 < 0) | (i1 >= src_len)] = -1
+    taps = (i0.astype(np.int32), i1.astype(np.int32), w0, w1)
+    for arr in taps:
+        arr.flags.writeable = False
+    return taps
+
+
+def _kernel_xtaps(
+    i0: npt.NDArray[np.int32], i1: npt.NDArray[np.int32], src_len: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int, int]:
+    valid = np.concatenate([i0[i0 >= 0], i1[i1 >= 0]])
+    lo, hi = (int(valid.min()), int(valid.max()) + 1) if valid.size else (0, 0)
+    k0 = np.where(i0 < 0, src_len, i0).astype(np.int32)
+    k1 = np.where(i1 < 0, src_len, i1).astype(np.int32)
+    return k0, k1, lo, hi
+
+
+@dataclass(frozen=True, slots=True)
+class ResamplePlan:
+    """Where the resampled region goes in the output, and its taps along each axis."""
+
+    transform: Transform
+    pad_x: int  # region origin in the output (letterbox border)
+    pad_y: int
+    xtaps: Taps
+    ytaps: Taps
+    # x taps for the Cython kernel: border taps (-1) as ``frame_w``, plus the span of source
+    # columns read (lo, hi)
+    xkernel: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int, int]
+
+
+def _plan(tr: Transform, px: int, py: int, xt: Taps, yt: Taps) -> ResamplePlan:
+    return ResamplePlan(tr, px, py, xt, yt, _kernel_xtaps(xt[0], xt[1], tr.frame_w))
+
+
+@lru_cache(maxsize=128)
+def letterbox_plan(h: int, w: int, out_h: int, out_w: int, mode: Mode) -> ResamplePlan:
+    """Geometry of ``letterbox_chw`` (the spec):
+
+    * ``letterbox``: ``r = min(out_w / w, out_h / h)``, resized size ``round(w * r)`` x
+      ``round(h * r)`` (at least 1, at most the output), centred with ``(out - new) // 2``.
+    * ``stretch``: resize the whole frame to exactly ``out_w`` x ``out_h``.
+    * ``cover``: centre-crop the frame to the output aspect (crop size ``round(out / r)`` with
+      ``r = max(out_w / w, out_h / h)``, crop origin ``(frame - crop) // 2``) then resize.
+    """
+    if mode == "letterbox":
+        r = min(out_w / w, out_h / h)
+        nw = min(out_w, max(1, round(w * r)))
+        nh = min(out_h, max(1, round(h * r)))
+        px, py = (out_w - nw) // 2, (out_h - nh) // 2
+        tr = Transform(nw / w, nh / h, float(px), float(py), w, h)
+        xt, yt = linear_taps(0, w, nw, w), linear_taps(0, h, nh, h)
+        return _plan(tr, px, py, xt, yt)
+    if mode == "stretch":
+        tr = Transform(out_w / w, out_h / h, 0.0, 0.0, w, h)
+        return _plan(tr, 0, 0, linear_taps(0, w, out_w, w), linear_taps(0, h, out_h, h))
+    if mode == "cover":
+        r = max(out_w / w, out_h / h)
+        cw = min(w, max(1, round(out_w / r)))
+        ch = min(h, max(1, round(out_h / r)))
+        x0, y0 = (w - cw) // 2, (h - ch) // 2
+        sx, sy = out_w / cw, out_h / ch
+        tr = Transform(sx, sy, -x0 * sx, -y0 * sy, w, h)
+        return _plan(tr, 0, 0, linear_taps(x0, cw, out_w, w), linear_taps(y0, ch, out_h, h))
+    raise ValueError(f"mode must be 'letterbox', 'stretch' or 'cover', got {mode!r}")
+
+
+def crop_origin(c: float, side: int) -> int:
+    """Integer origin of a ``side``-pixel crop centred on ``c`` (pixel centres on integers):
+    pixels ``origin .. origin + side - 1`` whose centre is nearest to ``c``."""
+    return int(np.floor(c - (side - 1) / 2.0 + 0.5))
+
+
+def crop_plan(
+    h: int, w: int, cx: float, cy: float, side_w: float, side_h: float, out_w: int, out_h: int
+) -> ResamplePlan:
+    """Geometry of ``crop_resize``: an integer crop of ``round(side)`` pixels (at least 1) centred
+    on ``(cx, cy)`` (see :func:`crop_origin`), pixels outside the frame are the border colour, then
+    OpenCV-style bilinear resize of the crop — the pysot / NanoTrack ``get_subwindow``."""
+    sw, sh = max(1, round(side_w)), max(1, round(side_h))
+    return _crop_plan(h, w, crop_origin(cx, sw), sw, crop_origin(cy, sh), sh, out_w, out_h)
+
+
+@lru_cache(maxsize=256)
+def _crop_plan(h: int, w: int, x0: int, sw: int, y0: int, sh: int, out_w: int, out_h: int) -> ResamplePlan:
+    tr = Transform(out_w / sw, out_h / sh, -x0 * out_w / sw, -y0 * out_h / sh, w, h)
+    return _plan(tr, 0, 0, linear_taps(x0, sw, out_w, w), linear_taps(y0, sh, out_h, h))
+
+
+# ----------------------------------------------------------------------------------------------
+# Resampling (reference)
+# ----------------------------------------------------------------------------------------------
+def _post(
+    v: FloatArray, swap_rb: bool, mean: FloatArray, scale: FloatArray
+) -> FloatArray:  # v: (h, w, 3) source order → (3, h, w) output order
+    if swap_rb:
+        v = v[..., ::-1]
+    return np.ascontiguousarray(((v - mean) * scale).transpose(2, 0, 1), dtype=np.float32)
+
+
+def resample(img: npt.NDArray[np.uint8], plan: ResamplePlan, border: FloatArray) -> FloatArray:
+    """Bilinear resample of ``img`` through ``plan``'s taps (region only), float32 HxWx3.
+
+    Taps of -1 read the ``border`` colour (source channel order)."""
+    h, w = img.shape[:2]
+    ext = np.empty((h + 1, w + 1, 3), dtype=np.float32)
+    ext[:h, :w] = img
+    ext[h, :] = border
+    ext[:, w] = border
+    xi0, xi1, xw0, xw1 = plan.xtaps
+    yi0, yi1, yw0, yw1 = plan.ytaps
+    # index -1 wraps to the border row/column of `ext`
+    rows = ext[yi0] * yw0[:, None, None] + ext[yi1] * yw1[:, None, None]
+    res = rows[:, xi0] * xw0[None, :, None] + rows[:, xi1] * xw1[None, :, None]
+    return np.asarray(res, dtype=np.float32)
+
+
+def letterbox_chw(
+    img: npt.NDArray[np.uint8],
+    out_h: int,
+    out_w: int,
+    mode: Mode,
+    swap_rb: bool,
+    mean: FloatArray,
+    scale: FloatArray,
+    pad: FloatArray,
+    out: FloatArray,
+) -> Transform:
+    """Reference for :func:`fastpath.letterbox_chw`; writes ``out`` (1, 3, out_h, out_w)."""
+    plan = letterbox_plan(img.shape[0], img.shape[1], out_h, out_w, mode)
+    region = resample(img, plan, pad)
+    fill = pad[::-1] if swap_rb else pad
+    out[0] = ((fill - mean) * scale).astype(np.float32)[:, None, None]
+    nh, nw = region.shape[:2]
+    out[0, :, plan.pad_y : plan.pad_y + nh, plan.pad_x : plan.pad_x + nw] = _post(region, swap_rb, mean, scale)
+    return plan.transform
+
+
+def crop_resize(
+    img: npt.NDArray[np.uint8],
+    plan: ResamplePlan,
+    border: FloatArray,
+    swap_rb: bool,
+    mean: FloatArray,
+    scale: FloatArray,
+) -> FloatArray:
+    """Reference for :func:`fastpath.crop_resize` (geometry from :func:`crop_plan`)."""
+    return _post(resample(img, plan, border), swap_rb, mean, scale)[None]
+
+
+def warp_affine_chw(
+    img: npt.NDArray[np.uint8],
+    m: npt.NDArray[np.float64],
+    out_w: int,
+    out_h: int,
+    swap_rb: bool,
+    mean: FloatArray,
+    scale: FloatArray,
+    border: FloatArray,
+) -> FloatArray:
+    """Reference for :func:`fastpath.warp_affine_chw`: the spec *is* ``cv2.warpAffine`` with
+    ``INTER_LINEAR`` and a constant border, followed by the usual swap/mean/scale/CHW step.
+    (OpenCV quantises sub-pixel positions to 1/32 px, so the Cython kernel, which does not,
+    differs by a few grey levels at strong edges.)"""
+    import cv2
+
+    warped = cv2.warpAffine(
+        img,
+        m,
+        (out_w, out_h),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=tuple(float(b) for b in border),
+    )
+    return _post(warped.astype(np.float32), swap_rb, mean, scale)[None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Bank search (reference)
+# ----------------------------------------------------------------------------------------------
+def inv_norms(vectors: FloatArray) -> FloatArray:
+    """1 / L2 norm per row (0 for all-zero rows, so they score 0 under cosine)."""
+    n = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+    with np.errstate(divide="ignore"):
+        inv = np.where(n > 0, 1.0 / n, 0.0)
+    return inv.astype(np.float32)
+
+
+def quantise_int8(vectors: FloatArray) -> tuple[npt.NDArray[np.int8], FloatArray]:
+    """Symmetric per-row int8 quantisation: ``v ≈ q * scale`` with ``scale = max|v| / 127``."""
+    amax = np.abs(vectors).max(axis=1) if vectors.shape[1] else np.zeros(len(vectors), np.float32)
+    scales = (amax / 127.0).astype(np.float32)
+    safe = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    q = np.clip(np.rint(vectors / safe[:, None]), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def bank_scores(
+    data: npt.NDArray[np.generic],
+    dtype: BankDType,
+    norms: FloatArray,
+    scales: FloatArray | None,
+    queries: FloatArray,
+    metric: Metric,
+) -> FloatArray:
+    """Full (Q, N) score matrix: cosine similarity or Euclidean distance.
+
+    Bank storage (see :class:`fastpath.Bank`): float32/float16 rows are the raw vectors; int8 rows
+    are the L2-normalised vectors quantised per row (``scales``), ``norms`` the original norms.
+    """
+    qn = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64)).astype(np.float32)
+    if dtype == "int8":
+        assert scales is not None
+        unit = data.astype(np.float32) * scales[:, None]  # ≈ normalised rows
+        dots_unit = queries @ unit.T  # ≈ q · b / |b|
+        if metric == "cosine":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                res = np.where(qn[:, None] > 0, dots_unit / qn[:, None], 0.0)
+            return res.astype(np.float32)
+        d2 = norms[None, :] ** 2 - 2.0 * norms[None, :] * dots_unit + qn[:, None] ** 2
+        return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+    b = data.astype(np.float32)
+    if metric == "cosine":
+        inv_b = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
+        inv_q = np.where(qn > 0, 1.0 / np.where(qn > 0, qn, 1.0), 0.0)
+        return ((queries @ b.T) * inv_b[None, :] * inv_q[:, None]).astype(np.float32)
+    diff = queries[:, None, :] - b[None, :, :]
+    return np.sqrt(np.einsum("qnd,qnd->qn", diff, diff)).astype(np.float32)
+
+
+def top_k(scores: FloatArray, k: int, metric: Metric) -> tuple[IntArray, FloatArray]:
+    """Best ``k`` per row: highest first for cosine, smallest first for l2 (stable on ties)."""
+    n = scores.shape[1]
+    k = min(k, n)
+    key = -scores if metric == "cosine" else scores
+    order = np.argsort(key, axis=1, kind="stable")[:, :k].astype(np.int64)
+    return order, np.take_along_axis(scores, order, axis=1).astype(np.float32)

@@ -1,0 +1,49 @@
+"""Tests of the fastpath kernels. Helpers shared by the parity tests live here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+import fastpath
+
+T = TypeVar("T")
+
+# Real test images (read with cv2.imread, BGR), relative to the eval directory.
+REAL_IMAGES = ("images/bus.jpg", "images/zidane.jpg", "images/chelsea.png")
+
+
+@contextmanager
+def using(name: str) -> Iterator[None]:
+    """Temporarily switch the fastpath implementation."""
+    before = fastpath.implementation()
+    fastpath.set_implementation(name)
+    try:
+        yield
+    finally:
+        fastpath.set_implementation(before)
+
+
+def both(fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, T]:
+    """Run ``fn`` with the Cython kernels and with the reference: ``(cython, python)``."""
+    with using("cython"):
+        cy = fn(*args, **kwargs)
+    with using("python"):
+        py = fn(*args, **kwargs)
+    return cy, py
+
+
+def read_image(eval_dir: Path, rel: str) -> npt.NDArray[np.uint8]:
+    img = cv2.imread(str(eval_dir / rel), cv2.IMREAD_COLOR)
+    assert img is not None, f"cannot read {eval_dir / rel}"
+    return np.ascontiguousarray(img)
+
+
+def random_image(rng: np.random.Generator, h: int, w: int) -> npt.NDArray[np.uint8]:
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)

@@ -1,0 +1,202 @@
+"""letterbox_chw: Cython vs reference parity, reference vs OpenCV, Transform, validation.
+
+Tolerances: Cython vs reference ≤ 1e-3 grey levels (float32 rounding / FMA contraction only).
+Reference vs the OpenCV path (cv2.resize INTER_LINEAR + copyMakeBorder + blobFromImage) ≤ 1 grey
+level max and ≤ 0.3 mean: OpenCV rounds the resized image to uint8 with 11-bit fixed-point weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastpath
+from tests.fastpath import REAL_IMAGES, both, random_image, read_image
+
+PARITY_ATOL_GREY = 1e-3
+MODES = ("letterbox", "stretch", "cover")
+
+
+def assert_parity(cy: npt.NDArray[np.float32], py: npt.NDArray[np.float32], scale: float) -> None:
+    assert cy.shape == py.shape and cy.dtype == py.dtype == np.float32
+    np.testing.assert_allclose(cy, py, rtol=0, atol=PARITY_ATOL_GREY * abs(scale) + 1e-7)
+
+
+def cv2_letterbox(
+    img: npt.NDArray[np.uint8], out_h: int, out_w: int, pad: int, swap: bool, scale: float
+) -> npt.NDArray[np.float32]:
+    """The usual OpenCV three-step path, with the same geometry as the spec."""
+    h, w = img.shape[:2]
+    r = min(out_w / w, out_h / h)
+    nw, nh = min(out_w, max(1, round(w * r))), min(out_h, max(1, round(h * r)))
+    px, py = (out_w - nw) // 2, (out_h - nh) // 2
+    res = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    res = cv2.copyMakeBorder(res, py, out_h - nh - py, px, out_w - nw - px, cv2.BORDER_CONSTANT, value=(pad,) * 3)
+    return np.asarray(cv2.dnn.blobFromImage(res, scale, swapRB=swap), dtype=np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 48),
+    w=st.integers(1, 48),
+    out_h=st.integers(1, 40),
+    out_w=st.integers(1, 40),
+    mode=st.sampled_from(MODES),
+    swap=st.booleans(),
+    mean=st.one_of(st.just(0.0), st.tuples(*[st.floats(0, 255)] * 3)),
+    scale=st.sampled_from([1.0, 1 / 255, 1 / 128, -2.0]),
+    pad=st.integers(0, 255),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_parity_random(
+    h: int, w: int, out_h: int, out_w: int, mode: str, swap: bool,
+    mean: float | tuple[float, float, float], scale: float, pad: int, seed: int,
+) -> None:  # fmt: skip
+    img = random_image(np.random.default_rng(seed), h, w)
+    kw = {"mode": mode, "swap_rb": swap, "mean": mean, "scale": scale, "pad": pad}
+    (cy, tr_cy), (py, tr_py) = both(fastpath.letterbox_chw, img, out_h, out_w, **kw)
+    assert tr_cy == tr_py
+    assert cy.shape == (1, 3, out_h, out_w)
+    assert_parity(cy, py, scale)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "out_h", "out_w"),
+    [(1, 1, 1, 1), (1, 1, 7, 5), (3, 1, 9, 9), (480, 640, 320, 320), (479, 641, 321, 255),
+     (100, 37, 64, 64), (5, 1000, 32, 48)],
+)  # fmt: skip
+@pytest.mark.parametrize("mode", MODES)
+def test_parity_fixed_shapes(h: int, w: int, out_h: int, out_w: int, mode: str) -> None:
+    img = random_image(np.random.default_rng(h * 1000 + w), h, w)
+    (cy, _), (py, _) = both(fastpath.letterbox_chw, img, out_h, out_w, mode=mode, swap_rb=True, scale=1 / 255)
+    assert_parity(cy, py, 1 / 255)
+
+
+@pytest.mark.parametrize("rel", REAL_IMAGES)
+@pytest.mark.parametrize("mode", MODES)
+def test_parity_real_images(eval_dir: Path, rel: str, mode: str) -> None:
+    img = read_image(eval_dir, rel)
+    for out_h, out_w in ((320, 320), (224, 224), (240, 320)):
+        (cy, _), (py, _) = both(
+            fastpath.letterbox_chw, img, out_h, out_w, mode=mode, mean=(127, 127, 127),
+            scale=1 / 128, swap_rb=True,
+        )  # fmt: skip
+        assert_parity(cy, py, 1 / 128)
+
+
+@pytest.mark.parametrize("rel", REAL_IMAGES)
+@pytest.mark.parametrize(("out_h", "out_w"), [(320, 320), (640, 640), (240, 320), (97, 131)])
+def test_matches_opencv_path(eval_dir: Path, rel: str, out_h: int, out_w: int) -> None:
+    img = read_image(eval_dir, rel)
+    want = cv2_letterbox(img, out_h, out_w, 114, True, 1.0)
+    for impl in ("cython", "python"):
+        fastpath.set_implementation(impl)
+        try:
+            got, _ = fastpath.letterbox_chw(img, out_h, out_w, swap_rb=True)
+        finally:
+            fastpath.set_implementation("auto")
+        diff = np.abs(got - want)
+        assert diff.max() <= 1.0, (impl, diff.max())
+        assert diff.mean() <= 0.3, (impl, diff.mean())
+
+
+def test_pad_mean_scale_and_swap() -> None:
+    img = np.zeros((10, 20, 3), np.uint8)
+    img[..., 0] = 10  # B
+    img[..., 2] = 200  # R
+    for impl in ("cython", "python"):
+        fastpath.set_implementation(impl)
+        try:
+            out, tr = fastpath.letterbox_chw(
+                img, 20, 20, swap_rb=True, mean=(1.0, 2.0, 3.0), scale=(0.5, 1.0, 2.0),
+                pad=(30, 60, 90),
+            )  # fmt: skip
+        finally:
+            fastpath.set_implementation("auto")
+        assert (tr.pad_x, tr.pad_y) == (0.0, 5.0)
+        # region: RGB = (200, 0, 10)
+        np.testing.assert_allclose(out[0, :, 10, 10], [(200 - 1) * 0.5, -2.0, (10 - 3) * 2.0])
+        # border: pad is in source (BGR) order, so RGB = (90, 60, 30)
+        np.testing.assert_allclose(out[0, :, 0, 0], [(90 - 1) * 0.5, 58.0, (30 - 3) * 2.0])
+
+
+def test_out_buffer_reused() -> None:
+    img = random_image(np.random.default_rng(1), 48, 64)
+    buf = np.full((1, 3, 32, 32), np.nan, np.float32)
+    out, _ = fastpath.letterbox_chw(img, 32, 32, out=buf)
+    assert out is buf
+    assert np.isfinite(buf).all()
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "mode", "expect"),
+    [
+        (480, 640, "letterbox", (0.5, 0.5, 0.0, 40.0)),
+        (480, 640, "stretch", (0.5, 2 / 3, 0.0, 0.0)),
+        (480, 640, "cover", (2 / 3, 2 / 3, -80 * 2 / 3, 0.0)),
+    ],
+)
+def test_transform_geometry(h: int, w: int, mode: str, expect: tuple[float, float, float, float]) -> None:
+    img = np.zeros((h, w, 3), np.uint8)
+    _, tr = fastpath.letterbox_chw(img, 320, 320, mode=mode)  # type: ignore[arg-type]
+    np.testing.assert_allclose((tr.scale_x, tr.scale_y, tr.pad_x, tr.pad_y), expect)
+
+
+def test_transform_round_trip() -> None:
+    img = np.zeros((480, 640, 3), np.uint8)
+    _, tr = fastpath.letterbox_chw(img, 320, 320)
+    boxes = np.array([[0, 40, 320, 280], [10, 50, 20, 60]], np.float32)
+    frame = tr.to_frame(boxes)
+    np.testing.assert_allclose(frame[0], [0, 0, 640, 480])
+    np.testing.assert_allclose(tr.to_model(frame), boxes, atol=1e-4)
+    pts = tr.to_frame(np.array([[-10.0, 0.0]]), clip=True)
+    np.testing.assert_allclose(pts, [[0, 0]])
+    lm = tr.to_frame(np.zeros((3, 10)))
+    assert lm.shape == (3, 10)
+    with pytest.raises(ValueError, match="even-sized"):
+        tr.to_frame(np.zeros((2, 3)))
+
+
+def test_letterbox_content_lands_where_transform_says() -> None:
+    # a white square in the frame maps to the region Transform.to_model predicts
+    img = np.zeros((300, 600, 3), np.uint8)
+    img[100:200, 200:300] = 255
+    out, tr = fastpath.letterbox_chw(img, 256, 256, pad=0)
+    x1, y1, x2, y2 = tr.to_model([200, 100, 300, 200])
+    inside = out[0, 0, int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
+    assert inside.min() == 255.0
+    assert out[0, 0, : int(y1) - 2].max() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("img", "kwargs", "match"),
+    [
+        (np.zeros((4, 4, 3), np.float32), {}, "uint8"),
+        (np.zeros((4, 4), np.uint8), {}, "HxWx3"),
+        (np.zeros((4, 4, 4), np.uint8), {}, "HxWx3"),
+        (np.zeros((0, 4, 3), np.uint8), {}, "empty"),
+        (np.zeros((4, 8, 3), np.uint8)[:, ::2], {}, "C-contiguous"),
+        ([[[0, 0, 0]]], {}, "numpy array"),
+        (np.zeros((4, 4, 3), np.uint8), {"mode": "fit"}, "mode"),
+        (np.zeros((4, 4, 3), np.uint8), {"pad": 300}, "pad"),
+        (np.zeros((4, 4, 3), np.uint8), {"mean": (1, 2)}, "mean"),
+        (np.zeros((4, 4, 3), np.uint8), {"scale": float("nan")}, "scale"),
+        (np.zeros((4, 4, 3), np.uint8), {"out": np.zeros((1, 3, 8, 9), np.float32)}, "shape"),
+        (np.zeros((4, 4, 3), np.uint8), {"out": np.zeros((1, 3, 8, 8), np.float64)}, "float32"),
+    ],
+)
+def test_validation(img: object, kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fastpath.letterbox_chw(img, 8, 8, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True])
+def test_validation_size(size: object) -> None:
+    with pytest.raises(ValueError, match="positive integer"):
+        fastpath.letterbox_chw(np.zeros((4, 4, 3), np.uint8), size, 8)  # type: ignore[arg-type]
