@@ -1,0 +1,246 @@
+"""Face detection with 5 landmarks: RetinaFace (mnet0.25) and YuNet decoders on onnxruntime.
+
+The frame (BGR uint8, any size) is letterboxed into the detector input size from the manifest
+(``input.size`` = (H, W), default 480x640): scaled to fit while keeping its aspect ratio, placed at
+the top-left corner, padded with zeros; boxes and landmarks are mapped back by dividing by the
+scale, so they come out in frame pixels. Decoders follow ``shared/models/MODELS.md``:
+
+- RetinaFace: priors for steps (8, 16, 32) with min sizes ((10, 20), (32, 64), (128, 256)),
+  variances (0.1, 0.2); ``conf`` is already softmaxed (column 1 = face). NMS IoU 0.4.
+- YuNet: per stride (8, 16, 32), score = sqrt(cls * obj), boxes and keypoints from the cell grid.
+  NMS IoU 0.3.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from agent.errors import ConfigError, ModelError
+from agent.vision.runtime import OnnxModel
+
+DetectorKind = Literal["retinaface", "yunet"]
+DETECTOR_KINDS: tuple[DetectorKind, ...] = ("retinaface", "yunet")
+DEFAULT_INPUT_SIZE = (480, 640)  # (H, W)
+DEFAULT_NMS: dict[DetectorKind, float] = {"retinaface": 0.4, "yunet": 0.3}
+DEFAULT_SCORE = 0.6
+PRE_NMS_TOP_K = 5000
+MAX_FACES = 750
+
+_RETINA_STEPS = (8, 16, 32)
+_RETINA_MIN_SIZES = ((10, 20), (32, 64), (128, 256))
+_RETINA_VARIANCE = (0.1, 0.2)
+_YUNET_STRIDES = (8, 16, 32)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in frame pixels."""
+
+    box: tuple[float, float, float, float]  # x, y, w, h
+    score: float
+    points: np.ndarray  # (5, 2) float32: left eye, right eye, nose, left mouth, right mouth
+
+    @property
+    def area(self) -> float:
+        return self.box[2] * self.box[3]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """A frame scaled into a detector canvas; ``scale`` maps frame pixels to canvas pixels."""
+
+    image: np.ndarray  # (H, W, 3) uint8, the canvas
+    scale: float
+
+
+def detector_kind(model_name: str) -> DetectorKind:
+    """Which decoder a detector model needs, from its manifest name (``retinaface*``/``yunet*``)."""
+    name = model_name.lower()
+    for kind in DETECTOR_KINDS:
+        if name.startswith(kind):
+            return kind
+    raise ConfigError(f"face detector {model_name!r}: unknown kind (expected one of {DETECTOR_KINDS})")
+
+
+def input_size(model: OnnxModel) -> tuple[int, int]:
+    """(H, W) the detector is fed: the manifest's ``input.size``, rounded up to multiples of 32."""
+    h, w = model.spec.input.size or DEFAULT_INPUT_SIZE
+    return (math.ceil(h / 32) * 32, math.ceil(w / 32) * 32)
+
+
+def letterbox(frame: np.ndarray, size: tuple[int, int], pad: int = 0) -> Letterbox:
+    """Scale ``frame`` to fit ``size`` (H, W) keeping its aspect ratio; pad right and bottom."""
+    h, w = frame.shape[:2]
+    out_h, out_w = size
+    scale = min(out_h / h, out_w / w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(frame, (new_w, new_h), interpolation=interp)
+    canvas = np.full((out_h, out_w, 3), pad, dtype=np.uint8)
+    canvas[:new_h, :new_w] = resized[:out_h, :out_w]
+    return Letterbox(canvas, scale)
+
+
+def to_blob(image: np.ndarray, colour: str | None, mean: float, scale: float) -> np.ndarray:
+    """HWC uint8 BGR → NCHW float32 in the model's colour order, ``(x - mean) * scale``."""
+    if colour == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    blob = image.astype(np.float32)
+    if mean != 0.0:
+        blob -= mean
+    if scale != 1.0:
+        blob *= scale
+    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_th: float) -> np.ndarray:
+    """Greedy NMS on (N, 4) x1y1x2y2 boxes; returns kept indices, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    keep: list[int] = []
+    while order.size and len(keep) < MAX_FACES:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = iw * ih
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_th]
+    return np.asarray(keep, dtype=np.int64)
+
+
+@lru_cache(maxsize=8)
+def retinaface_priors(height: int, width: int) -> np.ndarray:
+    """(A, 4) priors (cx, cy, w, h), normalised to the input size, in the model's anchor order."""
+    parts: list[np.ndarray] = []
+    for step, min_sizes in zip(_RETINA_STEPS, _RETINA_MIN_SIZES, strict=True):
+        rows, cols = math.ceil(height / step), math.ceil(width / step)
+        cy, cx = np.meshgrid(
+            (np.arange(rows) + 0.5) * step / height,
+            (np.arange(cols) + 0.5) * step / width,
+            indexing="ij",
+        )
+        per_size = [
+            np.stack([cx, cy, np.full_like(cx, m / width), np.full_like(cx, m / height)], axis=-1) for m in min_sizes
+        ]
+        # anchors vary fastest by min size within a cell: (rows, cols, sizes, 4)
+        parts.append(np.stack(per_size, axis=2).reshape(-1, 4))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def decode_retinaface(
+    loc: np.ndarray,
+    conf: np.ndarray,
+    landms: np.ndarray,
+    size: tuple[int, int],
+    score_th: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw outputs of one image → (boxes x1y1x2y2, scores, points (N,5,2)) in input pixels."""
+    height, width = size
+    priors = retinaface_priors(height, width)
+    scores = conf[:, 1]
+    idx = np.flatnonzero(scores > score_th)
+    if idx.size > PRE_NMS_TOP_K:
+        idx = idx[np.argsort(-scores[idx])[:PRE_NMS_TOP_K]]
+    p, lo, lm = priors[idx], loc[idx], landms[idx]
+    v0, v1 = _RETINA_VARIANCE
+    centre = p[:, :2] + lo[:, :2] * v0 * p[:, 2:]
+    wh = p[:, 2:] * np.exp(lo[:, 2:] * v1)
+    norm = np.array([width, height], dtype=np.float32)
+    boxes = np.concatenate([centre - wh / 2, centre + wh / 2], axis=1) * np.tile(norm, 2)
+    points = (p[:, None, :2] + lm.reshape(-1, 5, 2) * v0 * p[:, None, 2:]) * norm
+    return boxes.astype(np.float32), scores[idx].astype(np.float32), points.astype(np.float32)
+
+
+def decode_yunet(
+    outputs: dict[str, np.ndarray], size: tuple[int, int], score_th: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """YuNet outputs of one image → (boxes x1y1x2y2, scores, points (N,5,2)) in input pixels."""
+    height, width = size
+    all_boxes: list[np.ndarray] = []
+    all_scores: list[np.ndarray] = []
+    all_points: list[np.ndarray] = []
+    for s in _YUNET_STRIDES:
+        cols, rows = width // s, height // s
+        cls = np.clip(outputs[f"cls_{s}"].reshape(-1), 0.0, 1.0)
+        obj = np.clip(outputs[f"obj_{s}"].reshape(-1), 0.0, 1.0)
+        if cls.size != rows * cols:
+            raise ModelError(f"YuNet stride {s}: {cls.size} cells, expected {rows}x{cols}")
+        score = np.sqrt(cls * obj)
+        idx = np.flatnonzero(score > score_th)
+        if idx.size == 0:
+            continue
+        bbox = outputs[f"bbox_{s}"].reshape(-1, 4)[idx]
+        kps = outputs[f"kps_{s}"].reshape(-1, 5, 2)[idx]
+        grid = np.stack([idx % cols, idx // cols], axis=1).astype(np.float32)
+        centre = (grid + bbox[:, :2]) * s
+        wh = np.exp(bbox[:, 2:]) * s
+        all_boxes.append(np.concatenate([centre - wh / 2, centre + wh / 2], axis=1))
+        all_scores.append(score[idx])
+        all_points.append((grid[:, None, :] + kps) * s)
+    if not all_scores:
+        return (
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros((0, 5, 2), np.float32),
+        )
+    return (
+        np.concatenate(all_boxes).astype(np.float32),
+        np.concatenate(all_scores).astype(np.float32),
+        np.concatenate(all_points).astype(np.float32),
+    )
+
+
+class FaceDetector:
+    """A RetinaFace or YuNet session plus its decoder; ``detect(frame)`` → faces, best first."""
+
+    def __init__(self, model: OnnxModel, kind: str, size: tuple[int, int] | None = None) -> None:
+        """``size`` (H, W) overrides the manifest's input size (rounded up to multiples of 32)."""
+        if kind not in DETECTOR_KINDS:
+            raise ConfigError(f"face detector kind {kind!r}: expected one of {DETECTOR_KINDS}")
+        self.model = model
+        self.kind: DetectorKind = kind  # type: ignore[assignment]
+        self.size = (math.ceil(size[0] / 32) * 32, math.ceil(size[1] / 32) * 32) if size else input_size(model)
+        self.default_nms = DEFAULT_NMS[self.kind]
+
+    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
+        """Frame → (NCHW blob, frame-to-input scale)."""
+        spec = self.model.spec.input
+        boxed = letterbox(frame, self.size, spec.pad or 0)
+        return to_blob(boxed.image, spec.colour, spec.mean, spec.scale), boxed.scale
+
+    def detect(self, frame: np.ndarray, score_th: float = DEFAULT_SCORE, nms_th: float | None = None) -> list[Face]:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
+        blob, scale = self.preprocess(frame)
+        if self.kind == "retinaface":
+            loc, conf, landms = self.model.run({self.model.spec.input.name: blob}, ["loc", "conf", "landms"])
+            boxes, scores, points = decode_retinaface(loc[0], conf[0], landms[0], self.size, score_th)
+        else:
+            raw = dict(zip(self.model.output_names, self.model(blob), strict=True))
+            boxes, scores, points = decode_yunet(raw, self.size, score_th)
+        keep = nms(boxes, scores, self.default_nms if nms_th is None else nms_th)
+        fh, fw = frame.shape[:2]
+        faces: list[Face] = []
+        for i in keep:
+            x1, y1, x2, y2 = (boxes[i] / scale).tolist()
+            x1, y1 = max(0.0, x1), max(0.0, y1)
+            x2, y2 = min(float(fw), x2), min(float(fh), y2)
+            if x2 <= x1 or y2 <= y1:
+                continue
+            faces.append(
+                Face(
+                    box=(x1, y1, x2 - x1, y2 - y1),
+                    score=float(scores[i]),
+                    points=(points[i] / scale).astype(np.float32),
+                )
+            )
+        return faces

@@ -1,0 +1,311 @@
+"""Face recognition: detect → align → embed (SFace) → match against a bank, with per-track voting.
+
+Matching follows MaixPy's ``FaceRecognizer``: the score of a face against an enrolled vector is
+``0.5 + 0.5 * cos`` (0..1), the face is named when its best score is ``> match``, else it is
+``"unknown"`` with class id 0. Class ids are ``1 + index`` of the label in the ordered list of
+distinct bank labels (first appearance order). A person may have several enrolled vectors; their
+score is the max over those samples (nearest neighbour: a new view must not be diluted by a
+centroid of different poses).
+
+Calibrated default ``match`` threshold for SFace, from ../shared/eval/faces: knn_examples
+train + test, two_people, alex-lacamoire, lin-manuel-miranda (obama/obama2/biden are copies of
+train files and count once): 20 faces of 6 people, all 190 pairs (``tools/eval_faces.py``):
+
+- RetinaFace landmarks: same person (28 pairs) score min 0.7639, mean 0.8638, max 0.9753;
+  different people (162 pairs) min 0.4449, mean 0.5581, max 0.6299.
+- YuNet landmarks: same min 0.7699, mean 0.8641; different max 0.6286, mean 0.5559.
+
+``DEFAULT_MATCH = 0.70`` is the middle of the gap (0.630..0.764 with RetinaFace): margin 0.070 over
+the closest different-person pair and 0.064 under the weakest same-person pair. In cosine terms it
+is 0.40, near OpenCV's published SFace threshold 0.363. MaixPy's 0.85 belongs to its own models
+(with SFace it would reject 10 of the 28 genuine pairs). Both detectors share it.
+
+Live streams: :class:`FaceTracks` links faces across frames (greedy IoU) and publishes a label
+only once it has ``majority`` agreeing votes among the track's last ``window`` frames; until
+then the face is published as unknown. A published label is kept until another one (``unknown``
+included) reaches the majority, so a one-frame flicker never flips it. Single images
+(``infer``) pass no tracks and get single-shot identities.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from agent.vision.face_align import align_face
+from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector, to_blob
+from agent.vision.runtime import OnnxModel
+
+UNKNOWN = "unknown"
+DEFAULT_MATCH = 0.70
+DEFAULT_DETECT = DEFAULT_SCORE
+EMBED_DIM = 128
+
+Box = tuple[float, float, float, float]
+EnrolPick = Literal["largest", "unknown"]
+
+
+# --- matching ------------------------------------------------------------------------------
+
+
+def distinct_labels(bank_labels: Sequence[str]) -> list[str]:
+    """Distinct labels in first-appearance order: label ``k`` has class id ``k + 1``."""
+    return list(dict.fromkeys(bank_labels))
+
+
+@dataclass(frozen=True)
+class Match:
+    """Best identity of one embedding; ``scores[k]`` is the score of ``labels[k]``."""
+
+    label: str
+    class_id: int
+    similarity: float  # 0.5 + 0.5 * cos of the best sample (0.0 for an empty bank)
+    labels: list[str] = field(default_factory=list)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def score_of(self, label: str) -> float:
+        try:
+            return float(self.scores[self.labels.index(label)])
+        except ValueError:
+            return 0.0
+
+
+def label_scores(
+    embedding: np.ndarray, bank_vectors: np.ndarray | None, bank_labels: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    """Per distinct label, the best ``0.5 + 0.5 * cos`` over that label's samples."""
+    labels = distinct_labels(bank_labels)
+    if bank_vectors is None or len(bank_labels) == 0:
+        return labels, np.zeros(0, np.float32)
+    if len(bank_vectors) != len(bank_labels):
+        raise ValueError(f"bank has {len(bank_vectors)} vectors but {len(bank_labels)} labels")
+    bank = np.asarray(bank_vectors, np.float32)
+    norms = np.linalg.norm(bank, axis=1)
+    if not np.allclose(norms, 1.0, atol=1e-3):  # tolerate banks imported unnormalised
+        bank = bank / np.maximum(norms, 1e-12)[:, None]
+    sample_scores = 0.5 + 0.5 * (bank @ embedding)
+    index = {label: k for k, label in enumerate(labels)}
+    per_label = np.full(len(labels), -np.inf, np.float32)
+    np.maximum.at(per_label, [index[lb] for lb in bank_labels], sample_scores)
+    return labels, per_label
+
+
+def match(
+    embedding: np.ndarray,
+    bank_vectors: np.ndarray | None,
+    bank_labels: Sequence[str],
+    match_th: float = DEFAULT_MATCH,
+) -> Match:
+    """MaixPy semantics: named when the best score > ``match_th``, else unknown / class 0."""
+    labels, scores = label_scores(embedding, bank_vectors, bank_labels)
+    if scores.size == 0:
+        return Match(UNKNOWN, 0, 0.0, labels, scores)
+    best = int(np.argmax(scores))
+    similarity = float(scores[best])
+    if similarity > match_th:
+        return Match(labels[best], best + 1, similarity, labels, scores)
+    return Match(UNKNOWN, 0, similarity, labels, scores)
+
+
+def pick_for_enrol(
+    faces: Sequence[Face],
+    pick: EnrolPick = "largest",
+    *,
+    matches: Sequence[Match] | None = None,
+) -> list[int]:
+    """Indices of the faces to enrol: ``largest`` = the biggest box; ``unknown`` = every face
+    whose match is unknown (MaixPy's app learns every unknown face; needs ``matches``)."""
+    if not faces:
+        return []
+    if pick == "largest":
+        return [max(range(len(faces)), key=lambda i: faces[i].area)]
+    if pick == "unknown":
+        if matches is None or len(matches) != len(faces):
+            raise ValueError("pick='unknown' needs one match per face")
+        return [i for i, m in enumerate(matches) if m.label == UNKNOWN]
+    raise ValueError(f"pick must be 'largest' or 'unknown', not {pick!r}")
+
+
+# --- live-stream voting ----------------------------------------------------------------------
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """IoU of two (x, y, w, h) boxes."""
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    box: Box
+    votes: deque[str]
+    published: str = UNKNOWN
+    missed: int = 0
+
+
+class FaceTracks:
+    """Greedy IoU tracker with per-track identity voting over the last ``window`` frames."""
+
+    def __init__(self, iou_th: float = 0.3, window: int = 5, majority: int = 3, max_missed: int = 3) -> None:
+        if not 1 <= majority <= window:
+            raise ValueError("need 1 <= majority <= window")
+        self.iou_th = iou_th
+        self.window = window
+        self.majority = majority
+        self.max_missed = max_missed
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def reset(self) -> None:
+        self._tracks.clear()
+
+    def _associate(self, boxes: Sequence[Box]) -> list[_Track | None]:
+        pairs = sorted(
+            ((box_iou(t.box, b), ti, bi) for ti, t in enumerate(self._tracks) for bi, b in enumerate(boxes)),
+            reverse=True,
+        )
+        owner: list[_Track | None] = [None] * len(boxes)
+        used: set[int] = set()
+        for iou, ti, bi in pairs:
+            if iou < self.iou_th:
+                break
+            if ti in used or owner[bi] is not None:
+                continue
+            used.add(ti)
+            owner[bi] = self._tracks[ti]
+        return owner
+
+    def update(self, boxes: Sequence[Box], labels: Sequence[str]) -> list[tuple[int, str]]:
+        """One frame's faces (box, single-shot label) → (track id, published label) for each.
+
+        Call once per frame, also with no faces, so that unseen tracks age and expire.
+        """
+        if len(boxes) != len(labels):
+            raise ValueError("one label per box")
+        owners = self._associate(boxes)
+        seen: set[int] = set()
+        out: list[tuple[int, str]] = []
+        for box, label, track in zip(boxes, labels, owners, strict=True):
+            if track is None:
+                track = _Track(self._next_id, box, deque(maxlen=self.window))
+                self._next_id += 1
+                self._tracks.append(track)
+            track.box, track.missed = box, 0
+            track.votes.append(label)
+            winner, count = Counter(track.votes).most_common(1)[0]
+            if count >= self.majority:
+                track.published = winner
+            seen.add(track.track_id)
+            out.append((track.track_id, track.published))
+        for track in self._tracks:
+            if track.track_id not in seen:
+                track.missed += 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        return out
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+
+class FacePipeline:
+    """Detector (RetinaFace or YuNet) + SFace embedder + bank matching."""
+
+    def __init__(self, detector_model: OnnxModel, detector_kind: str, embedder_model: OnnxModel) -> None:
+        self.detector = FaceDetector(detector_model, detector_kind)
+        self.embedder = embedder_model
+        size = embedder_model.spec.input.size
+        self.align_size = size[0] if size else 112
+
+    def detect(self, frame: np.ndarray, score_th: float = DEFAULT_DETECT, nms_th: float | None = None) -> list[Face]:
+        return self.detector.detect(frame, score_th, nms_th)
+
+    def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        """The embedder's input for one face: aligned crop → NCHW float32."""
+        spec = self.embedder.spec.input
+        crop = align_face(frame, face.points, self.align_size)
+        return to_blob(crop, spec.colour, spec.mean, spec.scale)
+
+    def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        """L2-normalised float32 embedding (128-d for SFace) of one detected face."""
+        vec = self.embedder(self.embed_blob(frame, face))[0].reshape(-1).astype(np.float32)
+        norm = float(np.linalg.norm(vec))
+        return vec / norm if norm > 0 else vec
+
+    def recognise(
+        self,
+        frame: np.ndarray,
+        bank_vectors: np.ndarray | None,
+        bank_labels: Sequence[str],
+        *,
+        detect_th: float = DEFAULT_DETECT,
+        match_th: float = DEFAULT_MATCH,
+        nms_th: float | None = None,
+        tracks: FaceTracks | None = None,
+    ) -> list[dict[str, Any]]:
+        """Result entries of the ``faces`` result (DESIGN §4), best detection first.
+
+        With ``tracks`` (live stream) labels are voted per track; without, single-shot.
+        """
+        faces = self.detect(frame, detect_th, nms_th)
+        matches = [match(self.embed(frame, f), bank_vectors, bank_labels, match_th) for f in faces]
+        labels = [m.label for m in matches]
+        track_ids: list[int | None] = [None] * len(faces)
+        if tracks is not None:
+            voted = tracks.update([f.box for f in faces], labels)
+            track_ids = [tid for tid, _ in voted]
+            labels = [lb for _, lb in voted]
+        results: list[dict[str, Any]] = []
+        for face, m, label, tid in zip(faces, matches, labels, track_ids, strict=True):
+            class_id, similarity = m.class_id, m.similarity
+            if label != m.label:  # the vote overrides this frame's single-shot answer
+                if label in m.labels:
+                    class_id = m.labels.index(label) + 1
+                    similarity = m.score_of(label)
+                else:  # not confirmed yet, or the label left the bank
+                    label, class_id = UNKNOWN, 0
+            results.append(face_entry(face, label, class_id, similarity, tid))
+        return results
+
+    def enrol_candidates(
+        self,
+        frame: np.ndarray,
+        bank_vectors: np.ndarray | None,
+        bank_labels: Sequence[str],
+        pick: EnrolPick = "largest",
+        *,
+        detect_th: float = DEFAULT_DETECT,
+        match_th: float = DEFAULT_MATCH,
+    ) -> list[tuple[Face, np.ndarray]]:
+        """Faces (with their embeddings) that ``face/enrol`` should add for ``pick``."""
+        faces = self.detect(frame, detect_th)
+        if pick == "largest":
+            return [(faces[i], self.embed(frame, faces[i])) for i in pick_for_enrol(faces, pick)]
+        vectors = [self.embed(frame, f) for f in faces]
+        matches = [match(v, bank_vectors, bank_labels, match_th) for v in vectors]
+        return [(faces[i], vectors[i]) for i in pick_for_enrol(faces, pick, matches=matches)]
+
+
+def face_entry(face: Face, label: str, class_id: int, similarity: float, track_id: int | None) -> dict[str, Any]:
+    """One entry of the ``faces`` result list, in frame pixels."""
+    x, y, w, h = face.box
+    return {
+        "box": [round(x), round(y), round(w), round(h)],
+        "score": round(face.score, 4),
+        "points": [[round(float(px), 1), round(float(py), 1)] for px, py in face.points],
+        "label": label,
+        "class_id": class_id,
+        "similarity": round(similarity, 4),
+        "track_id": track_id,
+    }
