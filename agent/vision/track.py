@@ -1,0 +1,420 @@
+"""Single-object tracking with NanoTrack (backbone + head on onnxruntime), MaixPy semantics.
+
+What matches MaixPy's ``maix.nn.NanoTrack`` (reference A4):
+
+* ``init(frame, box)`` crops a square template of side ``round(sqrt((w+p)(h+p)))`` with
+  ``p = context·(w+h)`` around the box centre, pads with the frame's per-channel mean colour (MaixPy
+  uses ``(max−min)/2``, a quirk we do not copy), resizes it to 127 and runs the backbone once.
+  The template features are never updated.
+* ``track(frame)`` crops a search square ``255/127`` times the template side around the last good
+  centre, runs backbone + head, softmaxes the two class channels (channel 1 = target), decodes
+  ``point ± ltrb`` on a stride-16 grid centred on the crop, applies the scale/ratio change penalty
+  and the Hanning-window blend, and smooths w/h with ``lr = penalty·score·lr``.
+* The internal state (centre, size) moves **only when the score is at least the threshold**; the
+  predicted box is returned either way.
+
+Beyond MaixPy (its NanoTrack has no recovery; its MixFormerV2 has a full-frame search, reference A5):
+
+* Consecutive misses are counted. After ``lost_after`` misses the published state is ``lost``;
+  from ``search_after`` misses on, every ``search_every`` missed frames a *wide search* scans the
+  whole frame with a set of overlapping search crops (tiles) and the state is ``searching`` on
+  those frames. Tiles keep the normal search scale (the target appears at the size the networks
+  were trained for) unless covering the frame would need more than ``max_tiles`` crops, in which
+  case the tiles grow (the target looks smaller in them) and the size penalty is computed against
+  the last size *at the tile's scale*, so a correct re-detection is not penalised for the zoom.
+  A candidate with score ≥ threshold resumes tracking there.
+* The returned score is the raw target probability at the chosen point (the quantity compared
+  with the threshold), not MaixPy's window-blended value, so it stays comparable across frames.
+* Appearance check (``verify``, on by default): the raw NanoTrack score is known to stay high after
+  the target has left (SiamTrackers #102/#174; measured here: with the bag painted out of the bag
+  video the raw score is still >= 0.9 on 80 % of frames). Each hit is re-cropped as a template
+  (its own box, same context), run through the backbone (one 127x127 run, ~0.6 ms) and the central
+  half of its feature map (the target without context) is compared by cosine with the initial
+  template's. A hit whose cosine is below ``verify_min`` is a miss, and its published score drops
+  to ``threshold·cos/verify_min``; a verified hit keeps its raw score.
+* Calibration (tools/eval_track.py on vot15_bag): on a correct track the raw max score is
+  >= 0.96 for v2 (1st percentile 0.993) and >= 0.999 for v3; grey frames give ~0.71–0.80. So
+  MaixPy's 0.9 never freezes a correct track and stays the default for both versions. The cosine
+  on a correct track is >= 0.47 (v2) / >= 0.74 (v3); a painted-out target or unrelated scenes
+  reach at most ~0.47 (v2) / ~0.56 (v3): ``verify_min`` is 0.40 for v2 (deliberately on the safe
+  side: v2 separates poorly) and 0.60 for v3.
+* Misses below ``lost_after`` still publish ``tracking`` (a brief dropout coasts, the state does
+  not move); ``lost_after=1`` gives MaixPy's "lost on the first miss".
+
+All crops go through :func:`crop_square`, the one function to swap for ``fastpath`` later.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from agent.vision.runtime import OnnxModel
+
+TrackState = Literal["tracking", "lost", "searching"]
+Box = tuple[float, float, float, float]
+
+# Calibrated defaults per model-name prefix (see "Calibration" above and tools/eval_track.py).
+DEFAULT_SCORE = 0.9  # MaixPy's default, used for any model without a calibrated value
+CALIBRATED_SCORE: dict[str, float] = {"nanotrack_v2": 0.9, "nanotrack_v3": 0.9}
+DEFAULT_VERIFY = 0.4
+CALIBRATED_VERIFY: dict[str, float] = {"nanotrack_v2": 0.4, "nanotrack_v3": 0.6}
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    """Every constant of the tracker. ``score=None`` picks the calibrated default for the model."""
+
+    context: float = 0.5  # context amount around the box for the template crop
+    penalty_k: float = 0.15  # scale/ratio change penalty
+    window_influence: float = 0.49  # Hanning window blend
+    lr: float = 0.385  # size smoothing
+    exemplar_size: int = 127  # template crop side fed to the backbone
+    instance_size: int = 255  # search crop side fed to the backbone
+    stride: int = 16  # head output stride in search-crop pixels
+    min_size: float = 10.0  # clip: w, h >= min_size
+    score: float | None = None  # state updates only when score >= this threshold
+    lost_after: int = 5  # consecutive misses before the state is "lost"
+    search_after: int = 10  # consecutive misses before the first wide search
+    search_every: int = 5  # then a wide search every this many missed frames
+    max_tiles: int = 9  # at most this many search crops in one wide search
+    tile_overlap: float = 0.25  # overlap between neighbouring tiles (fraction of the side)
+    verify: bool = True  # template-similarity check of each hit (one extra 127x127 backbone run)
+    verify_min: float | None = None  # cosine below which a hit is rejected; None = calibrated
+
+    def __post_init__(self) -> None:
+        if self.score is not None and not 0.0 <= self.score <= 1.5:
+            raise ValueError(f"score threshold must be in [0, 1.5], got {self.score}")
+        if self.lost_after < 1 or self.search_after < 1 or self.search_every < 1:
+            raise ValueError("lost_after, search_after and search_every must be >= 1")
+        if self.verify_min is not None and not 0.0 < self.verify_min <= 1.0:
+            raise ValueError(f"verify_min must be in (0, 1], got {self.verify_min}")
+        if self.max_tiles < 1:
+            raise ValueError("max_tiles must be >= 1")
+        if not 0.0 <= self.tile_overlap < 1.0:
+            raise ValueError("tile_overlap must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    box: Box  # x, y, w, h in frame pixels (the prediction, whatever the state)
+    score: float  # target probability of the chosen point, 0..1
+    state: TrackState
+
+
+@dataclass
+class _Candidate:
+    cx: float
+    cy: float
+    w: float
+    h: float
+    score: float  # raw target probability at the chosen point
+    penalty: float
+
+
+def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int, pad: tuple[float, ...]) -> np.ndarray:
+    """Square of ``side`` frame pixels centred on (cx, cy), padded with ``pad``, resized to ``out``.
+
+    Same geometry as pysot's ``get_subwindow`` (corner at ``floor(c − (side+1)/2 + 0.5)``, then
+    ``cv2.resize``), done in one ``warpAffine``. Returns a float32 [1, 3, out, out] BGR tensor.
+    """
+    side_i = max(1, round(side))
+    x0 = math.floor(cx - (side_i + 1) / 2 + 0.5)
+    y0 = math.floor(cy - (side_i + 1) / 2 + 0.5)
+    s = out / side_i
+    m = np.array([[s, 0.0, (0.5 - x0) * s - 0.5], [0.0, s, (0.5 - y0) * s - 0.5]], np.float64)
+    patch = cv2.warpAffine(
+        frame,
+        m,
+        (out, out),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=pad,
+    )
+    return np.ascontiguousarray(patch.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def _change(r: np.ndarray) -> np.ndarray:
+    return np.maximum(r, 1.0 / r)
+
+
+def _sz(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
+    pad = (np.asarray(w) + np.asarray(h)) * 0.5
+    return np.sqrt((np.asarray(w) + pad) * (np.asarray(h) + pad))
+
+
+class NanoTracker:
+    """NanoTrack v2/v3 single-object tracker with MaixPy's update rule and lost-target recovery."""
+
+    def __init__(self, backbone: OnnxModel, head: OnnxModel, params: TrackParams | None = None) -> None:
+        self.backbone = backbone
+        self.head = head
+        p = params or TrackParams()
+        if p.score is None:
+            p = replace(p, score=default_threshold(head.spec.name))
+        if p.verify_min is None:
+            p = replace(p, verify_min=default_verify_min(head.spec.name))
+        self.params = p
+        self.threshold: float = float(p.score or 0.0)
+        self.verify_min: float = float(p.verify_min or 0.0)
+        self.last_similarity: float | None = None  # cosine of the last verified hit
+        self._bb_in = backbone.spec.input.name
+        self._bb_out = backbone.output_names[0]
+        self._head_t = head.spec.input.name
+        extra = list(head.spec.extra_inputs)
+        if len(extra) != 1:
+            raise ValueError(f"head {head.spec.name!r} must have exactly two inputs")
+        self._head_x = extra[0]
+        self._cls_name, self._loc_name, n = self._head_outputs(head)
+        self.grid = n  # head output side: 16 for v2, 15 for v3
+        # Point grid relative to the search-crop centre (search-crop pixels), origin -(n//2)*stride
+        # as in upstream NanoTrack/OpenCV: exactly centred for odd n (v3: 15); for even n (v2: 16)
+        # the trained models expect this half-stride shift (centring it costs v2 ~0.2 mean IoU).
+        offs = (np.arange(n, dtype=np.float64) - (n // 2)) * p.stride
+        px, py = np.meshgrid(offs, offs)
+        self._px = px.ravel()
+        self._py = py.ravel()
+        han = np.hanning(n)
+        self._window = np.outer(han, han).ravel()
+        self._template: np.ndarray | None = None
+        self._template_vec: np.ndarray | None = None
+        self._pad: tuple[float, ...] = (0.0, 0.0, 0.0)
+        self.center: tuple[float, float] = (0.0, 0.0)  # last good centre
+        self.size: tuple[float, float] = (0.0, 0.0)  # last good size
+        self.misses = 0
+        self.net_seconds = 0.0  # time spent in the networks since init()
+
+    @staticmethod
+    def _head_outputs(head: OnnxModel) -> tuple[str, str, int]:
+        cls_name = loc_name = ""
+        side = 0
+        for out in head.session.get_outputs():
+            shape = out.shape
+            if len(shape) != 4 or not isinstance(shape[-1], int):
+                raise ValueError(f"head output {out.name} has no fixed [1,C,N,N] shape: {shape}")
+            if shape[1] == 2:
+                cls_name, side = out.name, int(shape[-1])
+            elif shape[1] == 4:
+                loc_name = out.name
+        if not cls_name or not loc_name:
+            raise ValueError(f"head {head.spec.name!r} needs a 2-channel and a 4-channel output")
+        return cls_name, loc_name, side
+
+    # ----------------------------------------------------------------------------- public API
+
+    @property
+    def initialised(self) -> bool:
+        return self._template is not None
+
+    def init(self, frame_bgr: np.ndarray, box: tuple[float, float, float, float]) -> None:
+        """Take the template from ``box`` (x, y, w, h in frame pixels) of ``frame_bgr``."""
+        frame = self._check_frame(frame_bgr)
+        x, y, w, h = (float(v) for v in box)
+        hh, ww = frame.shape[:2]
+        if not all(math.isfinite(v) for v in (x, y, w, h)):
+            raise ValueError(f"box must be finite numbers, got {box}")
+        if w <= 0 or h <= 0:
+            raise ValueError(f"box must have a positive size, got {box}")
+        if x >= ww or y >= hh or x + w <= 0 or y + h <= 0:
+            raise ValueError(f"box {box} does not overlap the {ww}x{hh} frame")
+        p = self.params
+        mean = cv2.mean(frame)
+        self._pad = (mean[0], mean[1], mean[2])
+        self.center = (x + w / 2.0, y + h / 2.0)
+        self.size = (w, h)
+        self.misses = 0
+        self.net_seconds = 0.0
+        z = crop_square(frame, *self.center, self._template_side(), p.exemplar_size, self._pad)
+        self._template = self._backbone(z)
+        self._template_vec = self._unit(self._core(self._template))
+
+    def track(self, frame_bgr: np.ndarray) -> TrackResult:
+        """Track one frame: the predicted box, its score and the published state."""
+        if self._template is None:
+            raise RuntimeError("NanoTracker.track() called before init()")
+        frame = self._check_frame(frame_bgr)
+        p = self.params
+        hh, ww = frame.shape[:2]
+        s_z = self._template_side()
+        scale_z = p.exemplar_size / s_z
+        s_x = s_z * p.instance_size / p.exemplar_size
+        cands = [self._search(frame, self.center, s_x, scale_z, window=True)]
+        wide = self.misses >= p.search_after and (self.misses - p.search_after) % p.search_every == 0
+        if wide:
+            cands += [
+                self._search(frame, tc, side, p.instance_size / side, window=False)
+                for tc, side in self._tiles(ww, hh, s_x)
+            ]
+        cands.sort(key=lambda c: c.score, reverse=True)
+        cand, score = cands[0], cands[0].score
+        if p.verify:
+            # Verify the hits best first (at most 3 on a wide search); the first that looks like
+            # the template wins. With none left, the best candidate is published with its
+            # gated (below-threshold) score.
+            for i, c in enumerate(x for x in cands[:3] if x.score >= self.threshold):
+                cos = self._similarity(frame, c)
+                gated = self._gate(c.score, cos)
+                if i == 0:
+                    self.last_similarity = cos
+                    cand, score = c, gated
+                if gated >= self.threshold:
+                    self.last_similarity = cos
+                    cand, score = c, gated
+                    break
+        box = self._clip(cand, ww, hh)
+        if score >= self.threshold:
+            self.center = (box[0] + box[2] / 2.0, box[1] + box[3] / 2.0)
+            self.size = (box[2], box[3])
+            self.misses = 0
+            state: TrackState = "tracking"
+        else:
+            self.misses += 1
+            if wide:
+                state = "searching"
+            elif self.misses >= p.lost_after:
+                state = "lost"
+            else:
+                state = "tracking"
+        return TrackResult(box=box, score=float(score), state=state)
+
+    # ----------------------------------------------------------------------------- internals
+
+    @staticmethod
+    def _check_frame(frame: np.ndarray) -> np.ndarray:
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError("frame must be an HxWx3 BGR array")
+        if frame.dtype != np.uint8:
+            raise ValueError(f"frame must be uint8, got {frame.dtype}")
+        return frame
+
+    def _template_side(self) -> float:
+        w, h = self.size
+        pad = self.params.context * (w + h)
+        return float(round(math.sqrt((w + pad) * (h + pad))))
+
+    def _backbone(self, x: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = self.backbone.run({self._bb_in: x}, [self._bb_out])[0]
+        self.net_seconds += time.perf_counter() - t0
+        return out
+
+    def _head(self, xf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self._template is not None
+        t0 = time.perf_counter()
+        cls, loc = self.head.run({self._head_t: self._template, self._head_x: xf}, [self._cls_name, self._loc_name])
+        self.net_seconds += time.perf_counter() - t0
+        return cls, loc
+
+    @staticmethod
+    def _core(feat: np.ndarray) -> np.ndarray:
+        """The central half of a template feature map: the target without its context."""
+        n = feat.shape[-1]
+        q = n // 4
+        return feat[..., q : n - q, q : n - q]
+
+    @staticmethod
+    def _unit(feat: np.ndarray) -> np.ndarray:
+        v = feat.astype(np.float64).ravel()
+        return v / (float(np.linalg.norm(v)) + 1e-12)
+
+    def _search(
+        self,
+        frame: np.ndarray,
+        centre: tuple[float, float],
+        side: float,
+        scale: float,
+        *,
+        window: bool,
+    ) -> _Candidate:
+        """One search crop of ``side`` frame pixels around ``centre``; ``scale`` = crop px / frame px."""
+        p = self.params
+        x = crop_square(frame, centre[0], centre[1], side, p.instance_size, self._pad)
+        cls, loc = self._head(self._backbone(x))
+        logits = cls[0].reshape(2, -1).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=0, keepdims=True))
+        score = e[1] / (e[0] + e[1])
+        d = loc[0].reshape(4, -1).astype(np.float64)
+        x1 = self._px - d[0]
+        y1 = self._py - d[1]
+        x2 = self._px + d[2]
+        y2 = self._py + d[3]
+        pw = np.maximum(x2 - x1, 1e-6)
+        ph = np.maximum(y2 - y1, 1e-6)
+        w0, h0 = self.size
+        s_c = _change(_sz(pw, ph) / _sz(w0 * scale, h0 * scale))
+        r_c = _change((w0 / h0) / (pw / ph))
+        penalty = np.exp(-(r_c * s_c - 1.0) * p.penalty_k)
+        pscore = penalty * score
+        if window:
+            pscore = pscore * (1.0 - p.window_influence) + self._window * p.window_influence
+        best = int(np.argmax(pscore))
+        lr = float(penalty[best] * score[best] * p.lr)
+        return _Candidate(
+            cx=centre[0] + (x1[best] + x2[best]) / 2.0 / scale,
+            cy=centre[1] + (y1[best] + y2[best]) / 2.0 / scale,
+            w=w0 * (1.0 - lr) + pw[best] / scale * lr,
+            h=h0 * (1.0 - lr) + ph[best] / scale * lr,
+            score=float(score[best]),
+            penalty=float(penalty[best]),
+        )
+
+    def _tiles(self, ww: int, hh: int, s_x: float) -> list[tuple[tuple[float, float], float]]:
+        """Search crops (centre, side) covering the frame, at most ``max_tiles`` of them."""
+        p = self.params
+        side = min(s_x, float(max(ww, hh)))
+        while True:
+            step = side * (1.0 - p.tile_overlap)
+            nx = 1 if side >= ww else math.ceil((ww - side) / step) + 1
+            ny = 1 if side >= hh else math.ceil((hh - side) / step) + 1
+            if nx * ny <= p.max_tiles or side >= max(ww, hh):
+                break
+            side = min(side * 1.25, float(max(ww, hh)))
+        xs = np.linspace(side / 2.0, ww - side / 2.0, nx) if nx > 1 else np.array([ww / 2.0])
+        ys = np.linspace(side / 2.0, hh - side / 2.0, ny) if ny > 1 else np.array([hh / 2.0])
+        return [((float(cx), float(cy)), side) for cy in ys for cx in xs]
+
+    def _similarity(self, frame: np.ndarray, c: _Candidate) -> float:
+        """Cosine similarity of the candidate's template features with the initial template's."""
+        assert self._template_vec is not None
+        pad = self.params.context * (c.w + c.h)
+        side = math.sqrt((c.w + pad) * (c.h + pad))
+        z = crop_square(frame, c.cx, c.cy, side, self.params.exemplar_size, self._pad)
+        cos = float(self._unit(self._core(self._backbone(z))) @ self._template_vec)
+        return cos
+
+    def _gate(self, score: float, cos: float) -> float:
+        """A verified hit keeps its score; a rejected one drops below the threshold, in
+        proportion to how far its cosine is under ``verify_min`` (0 → 0, verify_min → threshold)."""
+        lo = self.verify_min
+        if cos >= lo:
+            return score
+        return min(score, self.threshold * max(cos, 0.0) / lo)
+
+    def _clip(self, c: _Candidate, ww: int, hh: int) -> Box:
+        m = self.params.min_size
+        cx = min(max(float(c.cx), 0.0), float(ww))
+        cy = min(max(float(c.cy), 0.0), float(hh))
+        w = min(max(float(c.w), m), float(max(ww, m)))
+        h = min(max(float(c.h), m), float(max(hh, m)))
+        return (cx - w / 2.0, cy - h / 2.0, w, h)
+
+
+def default_verify_min(model_name: str) -> float:
+    """The calibrated template-similarity floor for a tracker model (by manifest name)."""
+    for prefix, value in CALIBRATED_VERIFY.items():
+        if model_name.startswith(prefix):
+            return value
+    return DEFAULT_VERIFY
+
+
+def default_threshold(model_name: str) -> float:
+    """The calibrated score threshold for a tracker model (by manifest name), else MaixPy's 0.9."""
+    for prefix, value in CALIBRATED_SCORE.items():
+        if model_name.startswith(prefix):
+            return value
+    return DEFAULT_SCORE
