@@ -15,22 +15,40 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import __version__
+from agent.bank.clock import HLC
+from agent.bank.store import EntryBank
 from agent.commands import all_commands
 from agent.commands.context import Context
 from agent.controls import Controls
 from agent.errors import TransportError
+from agent.models import ModelSpec, load_manifest
 from agent.mqtt import codec
 from agent.mqtt.client import MqttLink
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.mqtt.router import CommandRouter
 from agent.mqtt.topics import Message, Route, TopicRegistry, Topics
+from agent.pipelines.classifier import ClassifierService
+from agent.pipelines.engine import Engine
+from agent.pipelines.faces import FaceService
+from agent.pipelines.loader import ModelLoader
+from agent.pipelines.segment import SegmentService
+from agent.pipelines.track import TrackService
 from agent.settings import Settings
 from agent.sources import FrameSlot, make_source
-from agent.sources.base import Source
+from agent.sources.base import Frame, Source
 from agent.version import PROTOCOL
+from agent.vision.draw import draw_results, encode_jpeg
 from agent.worker import VisionWorker
 
 log = logging.getLogger(__name__)
+
+
+def feature_dim(spec: ModelSpec) -> int:
+    """The feature length a model outputs (last dim of its first output in the manifest)."""
+    for shape in spec.outputs.values():
+        if shape and isinstance(shape[-1], int):
+            return shape[-1]
+    raise ValueError(f"manifest entry {spec.name} has no fixed feature length")
 
 
 def _set_fastpath(choice: str) -> str:
@@ -57,6 +75,7 @@ class Agent:
         self.source: Source | None = make_source(settings.source, self.slot)
         self.frames_rejected = 0
         self.context = Context(settings, self.device_id, self.controls, self.info)
+        self._build_pipelines()
         self.link: MqttLink | None = None
         self.router = CommandRouter(
             all_commands(),
@@ -78,6 +97,55 @@ class Agent:
         self._stopped = False
         self.shutdown = threading.Event()  # set by signals; run_forever then stops cleanly
         self.on_stop: list[Callable[[], None]] = []
+
+    def _build_pipelines(self) -> None:
+        s = self.settings
+        self.manifest = load_manifest(s.models.manifest)
+        self.loader = ModelLoader(self.manifest, s.models.dir, s.models.threads)
+        embedder = self.manifest.get(s.models.face_embedder)
+        features = self.manifest.get(s.models.features)
+        for name in (s.models.face_detector, s.models.segmenter, f"{s.models.tracker}_backbone"):
+            self.manifest.get(name)  # unknown model names fail at start, not on first use
+        self.clock = HLC(self.device_id)
+        state = s.storage.dir
+        self.face_bank = EntryBank(
+            "faces", embedder.fingerprint, feature_dim(embedder), state, self.clock, self.device_id
+        )
+        self.class_bank = EntryBank(
+            "classes", features.fingerprint, feature_dim(features), state, self.clock, self.device_id
+        )
+        self.faces = FaceService(
+            self.loader, s.models.face_detector, s.models.face_embedder, self.face_bank, self.controls
+        )
+        self.classifier = ClassifierService(self.loader, s.models.features, self.class_bank, self.controls, state)
+        self.segment = SegmentService(self.loader, s.models.segmenter, self.controls)
+        self.track = TrackService(self.loader, s.models.tracker, self.controls)
+        self.engine = Engine(
+            self.controls,
+            self.classifier,
+            self.faces,
+            self.segment,
+            self.track,
+            publish_on_change=s.results.publish == "change",
+        )
+        self.context.services.update(
+            {
+                "frames": self.slot,
+                "engine": self.engine,
+                "faces": self.faces,
+                "classifier": self.classifier,
+                "segment": self.segment,
+                "track": self.track,
+                "snapshot": self.snapshot,
+            }
+        )
+
+    def snapshot(self, frame: Frame, draw: bool) -> int:
+        assert frame.image is not None
+        image = draw_results(frame.image, dict(self.engine.last)) if draw else frame.image
+        jpeg = encode_jpeg(image)
+        self._publish(self.topics.snapshot, jpeg, 0, False)
+        return len(jpeg)
 
     # -- publishing ---------------------------------------------------------------------
     def _publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, **kw: Any) -> None:
@@ -141,7 +209,14 @@ class Agent:
             "frames_rejected": self.frames_rejected + self.worker.bad_frames,
             "source": src,
             "commands": dict(self.router.counts),
-            "banks": {},
+            "banks": {
+                "faces": self.face_bank.count(),
+                "classes": self.class_bank.count(),
+                "samples": len(self.classifier.samples),
+            },
+            "pipeline_ms": dict(self.engine.timings_ms),
+            "track": {"active": self.track.active, **(self.track.last or {})},
+            "models_loaded": self.loader.loaded(),
             "uptime": round(time.time() - self.started_at, 1),
             "warnings": warnings,
         }

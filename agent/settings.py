@@ -130,7 +130,7 @@ class TrackThresholds(Section):
 
 
 class ClassifierThresholds(Section):
-    max_distance: float = Field(20.0, gt=0, description="L2 distance beyond which a frame is `unknown`")
+    max_distance: float = Field(14.0, gt=0, description="L2 distance beyond which a frame is `unknown` (MobileNetV2)")
 
 
 class Thresholds(Section):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from agent.commands import controls, system
+from agent.commands import bank, classifier, controls, face, infer, snapshot, system, track
 from agent.commands.base import Command
 
 
 def all_commands() -> list[Command]:
-    return [*system.COMMANDS, *controls.COMMANDS]
+    return [
+        *system.COMMANDS,
+        *controls.COMMANDS,
+        *classifier.COMMANDS,
+        *face.COMMANDS,
+        *track.COMMANDS,
+        *infer.COMMANDS,
+        *snapshot.COMMANDS,
+        *bank.COMMANDS,
+    ]

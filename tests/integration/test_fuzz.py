@@ -12,17 +12,32 @@ from hypothesis import strategies as st
 from tests.integration.conftest import AgentFactory
 from tests.mqtt_helpers import TestClient
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-)
+
+def _values(ints: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:
+    scalars = (
+        st.none() | st.booleans() | ints | st.floats(allow_nan=False) | st.text(max_size=20) | st.binary(max_size=8)
+    )
+    return st.recursive(
+        scalars,
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=12,
+    )
+
+
+json_values = _values(st.integers(-(2**70), 2**70)).filter(lambda v: not isinstance(v, bytes))
+msgpack_values = _values(st.integers(-(2**63), 2**64 - 1))  # msgpack's integer range
 payloads = st.one_of(
     st.binary(max_size=300),
-    json_values.map(lambda v: json.dumps(v).encode()),
-    st.dictionaries(st.sampled_from(["id", "label", "image", "box", "face", "x", "pipeline", "format"]),
-                    json_values, max_size=4).map(lambda d: json.dumps(d).encode()),
-    st.dictionaries(st.text(max_size=6), json_values, max_size=4).map(lambda d: msgpack.packb(d)),
+    json_values.map(lambda v: json.dumps(v, default=str).encode()),
+    st.dictionaries(
+        st.sampled_from(["id", "label", "image", "box", "face", "x", "pipeline", "format"]), json_values, max_size=4
+    ).map(lambda d: json.dumps(d, default=str).encode()),
+    st.dictionaries(
+        st.sampled_from(["id", "label", "image", "box", "pick", "to", "pipeline", "bank", "format", "data"]),
+        msgpack_values,
+        max_size=4,
+    ).map(lambda d: msgpack.packb(d, use_bin_type=True)),
+    st.dictionaries(st.text(max_size=6), msgpack_values, max_size=4).map(lambda d: msgpack.packb(d, use_bin_type=True)),
 )
 
 

@@ -78,11 +78,18 @@ def test_fleet_command_answered_by_every_device(make_agent: AgentFactory, client
     assert seen == {"cam1", "cam2"}
 
 
-def test_availability_and_state(make_agent: AgentFactory, client: TestClient, prefix: str) -> None:
+def test_availability_and_state(
+    make_agent: AgentFactory, client: TestClient, prefix: str, broker: EmbeddedBroker
+) -> None:
     agent = make_agent("cam1")
     client.subscribe(f"{prefix}/cam1/availability", f"{prefix}/cam1/state")
     msg = client.wait_for(lambda m: m.topic.endswith("availability"))
-    assert msg.payload == b"online" and msg.retain
+    assert msg.payload == b"online"
+    late = TestClient(broker.port)  # a subscriber that comes later gets the retained copy
+    late.subscribe(f"{prefix}/cam1/availability")
+    retained = late.wait_for(lambda m: m.topic.endswith("availability"))
+    assert retained.payload == b"online" and retained.retain
+    late.close()
     state = json.loads(client.wait_for(lambda m: m.topic.endswith("/state")).payload)
     for key in (
         "version",

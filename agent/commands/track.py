@@ -1,0 +1,33 @@
+"""track/start|stop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.commands.base import ImageBytes, RequestModel, command
+from agent.commands.context import Context
+from agent.commands.frames import check_box, image_for
+from agent.commands.labels import Box
+
+
+class Start(RequestModel):
+    box: Box
+    image: ImageBytes | None = None
+
+
+@command("track", "start", Start, expensive=True)
+def start(req: Start, ctx: Context) -> dict[str, Any]:
+    """Start tracking the box of the image (or of the latest frame)."""
+    image = image_for(req.image, ctx)
+    box = check_box(req.box, image)
+    assert box is not None
+    return ctx.service("track").start(image, box)  # type: ignore[no-any-return]
+
+
+@command("track", "stop")
+def stop(_req: Any, ctx: Context) -> dict[str, Any]:
+    """Stop tracking."""
+    return ctx.service("track").stop()  # type: ignore[no-any-return]
+
+
+COMMANDS = [start, stop]

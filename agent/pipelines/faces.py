@@ -1,0 +1,104 @@
+"""Face recognition service: the FacePipeline, the faces bank and the live per-track voting."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+import numpy as np
+
+from agent.bank.store import EntryBank
+from agent.controls import Controls
+from agent.errors import CommandError
+from agent.pipelines.loader import ModelLoader
+from agent.vision.faces import FacePipeline, FaceTracks
+
+
+class FaceService:
+    def __init__(self, loader: ModelLoader, detector: str, embedder: str, bank: EntryBank, controls: Controls) -> None:
+        self.loader = loader
+        self.detector_name = detector
+        self.embedder_name = embedder
+        self.bank = bank
+        self.controls = controls
+        self.tracks = FaceTracks()
+        self._pipeline: FacePipeline | None = None
+        self._lock = threading.Lock()
+        self._cache: tuple[int, np.ndarray, list[str]] | None = None
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        with self._lock:
+            if self._pipeline is None:
+                kind = "yunet" if self.detector_name.startswith("yunet") else "retinaface"
+                self._pipeline = FacePipeline(
+                    self.loader.get(self.detector_name), kind, self.loader.get(self.embedder_name)
+                )
+            return self._pipeline
+
+    def _bank(self) -> tuple[np.ndarray, list[str]]:
+        version = self.bank.version
+        cache = self._cache
+        if cache is None or cache[0] != version:
+            vectors, labels = self.bank.matrix()
+            cache = (version, vectors, labels)
+            self._cache = cache
+        return cache[1], cache[2]
+
+    def recognise(self, image: np.ndarray, *, live: bool) -> dict[str, Any]:
+        th = self.controls.thresholds.face
+        vectors, labels = self._bank()
+        faces = self.pipeline.recognise(
+            image,
+            vectors,
+            labels,
+            detect_th=th.detect,
+            match_th=th.match,
+            nms_th=th.nms,
+            tracks=self.tracks if live else None,
+        )
+        return {"faces": faces}
+
+    def enrol(self, image: np.ndarray, label: str | None, pick: Literal["largest", "unknown"]) -> dict[str, Any]:
+        th = self.controls.thresholds.face
+        vectors, labels = self._bank()
+        found = self.pipeline.enrol_candidates(image, vectors, labels, pick, detect_th=th.detect, match_th=th.match)
+        if not found:
+            what = "no face" if pick == "largest" else "no unknown face"
+            raise CommandError("not_found", f"{what} found in the image (face.detect threshold {th.detect})")
+        added: list[dict[str, Any]] = []
+        existing = set(labels)
+        for i, (face, vec) in enumerate(found):
+            if label is None:  # MaixPy's app: every unknown face becomes id_N
+                n = len(existing) + 1
+                while f"id_{n}" in existing:
+                    n += 1
+                name = f"id_{n}"
+            else:
+                name = label if i == 0 else f"{label}_{i + 1}"
+            existing.add(name)
+            self.bank.add(name, [vec])
+            added.append({"label": name, "box": [round(v) for v in face.box], "score": round(face.score, 4)})
+        return {"label": added[0]["label"], "added": len(added), "faces": added}
+
+    def forget(self, label: str) -> dict[str, Any]:
+        gone = self.bank.delete(lambda e: e.label == label)
+        if not gone:
+            raise CommandError("not_found", f"no enrolled face is labelled {label!r}")
+        return {"label": label, "removed": len(gone)}
+
+    def rename(self, label: str, to: str) -> dict[str, Any]:
+        if label == to:
+            raise CommandError("bad_request", "the new label is the same as the old one")
+        if to in self.bank.labels():
+            raise CommandError("conflict", f"label {to!r} exists already (forget it first, or enrol into it)")
+        moved = self.bank.relabel(label, to)
+        if not moved:
+            raise CommandError("not_found", f"no enrolled face is labelled {label!r}")
+        return {"label": label, "to": to, "moved": len(moved)}
+
+    def list(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for e in self.bank.live():
+            counts[e.label] = counts.get(e.label, 0) + 1
+        return {"faces": [{"label": k, "class_id": i + 1, "samples": v} for i, (k, v) in enumerate(counts.items())]}

@@ -1,0 +1,58 @@
+"""Tracking service: one NanoTrack target at a time, started and stopped by commands."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from agent.controls import Controls
+from agent.errors import CommandError
+from agent.pipelines.loader import ModelLoader
+from agent.vision.track import NanoTracker, TrackParams
+
+
+class TrackService:
+    def __init__(self, loader: ModelLoader, model: str, controls: Controls) -> None:
+        self.loader = loader
+        self.model_name = model  # "nanotrack_v2" or "nanotrack_v3"
+        self.controls = controls
+        self._tracker: NanoTracker | None = None
+        self._lock = threading.Lock()
+        self.active = False
+        self.last: dict[str, Any] | None = None
+
+    def _make(self) -> NanoTracker:
+        backbone = self.loader.get(f"{self.model_name}_backbone")
+        head = self.loader.get(f"{self.model_name}_head")
+        return NanoTracker(backbone, head, TrackParams(score=self.controls.thresholds.track.score))
+
+    def start(self, image: np.ndarray, box: list[float]) -> dict[str, Any]:
+        if len(box) != 4:
+            raise CommandError("bad_request", "box must be [x, y, w, h]")
+        with self._lock:
+            tracker = self._make()
+            try:
+                tracker.init(image, (float(box[0]), float(box[1]), float(box[2]), float(box[3])))
+            except ValueError as exc:
+                raise CommandError("bad_request", str(exc)) from None
+            self._tracker, self.active, self.last = tracker, True, None
+        return {"box": [float(v) for v in box], "state": "tracking", "model": self.model_name}
+
+    def stop(self) -> dict[str, Any]:
+        with self._lock:
+            was = self.active
+            self._tracker, self.active = None, False
+        return {"stopped": was}
+
+    def step(self, image: np.ndarray) -> dict[str, Any] | None:
+        with self._lock:
+            tracker = self._tracker
+            if tracker is None:
+                return None
+            tracker.threshold = self.controls.thresholds.track.score  # live, like MaixPy's track(img, th)
+            r = tracker.track(image)
+        result = {"box": [round(v, 2) for v in r.box], "score": round(r.score, 4), "state": r.state}
+        self.last = result
+        return result
