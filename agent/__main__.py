@@ -1,4 +1,4 @@
-"""CLI: maix-agent run | demo | check-config | print-config | models … | cmd | watch."""
+"""CLI: maix-agent run | demo | check-config | print-config | models … | cmd | watch | infer."""
 
 from __future__ import annotations
 
@@ -215,6 +215,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infer(args: argparse.Namespace) -> int:
+    from agent.offline import run_infer
+
+    return run_infer(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -252,6 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fleet", action="store_true", help="send on the fleet-wide topic")
     c.add_argument("--compact", action="store_true", help="one-line JSON")
     c.set_defaults(fn=cmd_cmd)
+
+    i = sub.add_parser("infer", help="run a pipeline offline on images; one JSON line per image")
+    i.add_argument("pipeline", help="classifier | faces | segment | track")
+    i.add_argument("images", nargs="+", type=str)
+    i.add_argument(
+        "--enrol",
+        action="append",
+        default=[],
+        metavar="LABEL=IMAGE",
+        help="enrol a face (faces) or add a class view (classifier) first; repeatable",
+    )
+    i.add_argument("--box", default=None, help="track: x,y,w,h of the target in the first image")
+    i.set_defaults(fn=cmd_infer)
 
     w = sub.add_parser("watch", help="print decoded results and events, one JSON line each")
     w.add_argument("dev")

@@ -1,0 +1,82 @@
+"""``maix-agent infer``: run one pipeline offline on image files and print one JSON line each.
+
+It builds the agent's own services (the same code the MQTT commands use) on a throw-away state
+dir, so enrolling here never touches a camera's banks. ``--enrol LABEL=IMAGE`` enrols a face
+(faces) or adds a class view (classifier) first; ``--box x,y,w,h`` starts the tracker on the
+first image (track), and every following image is one tracked frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from agent.errors import AgentError, CommandError
+from agent.pipelines.engine import KINDS
+from agent.settings import load_settings
+
+
+def _read(path: str) -> np.ndarray:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise CommandError("bad_request", f"cannot read image {path}")
+    return image
+
+
+def _box(text: str) -> list[float]:
+    parts = [float(v) for v in text.replace(" ", "").split(",")]
+    if len(parts) != 4:
+        raise CommandError("bad_request", f"--box needs x,y,w,h, got {text!r}")
+    return parts
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from agent.app import Agent
+
+    kind = KINDS.get(args.pipeline)
+    if kind is None:
+        print(f"error: unknown pipeline {args.pipeline!r} (classifier, faces, segment, track)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="maix-infer-") as tmp:
+        settings = load_settings(
+            args.config, storage={"dir": Path(tmp)}, source={"uri": "none"}, results={"state_interval": 3600}
+        )
+        agent = Agent(settings)
+        for item in args.enrol:
+            label, _, path = item.partition("=")
+            if not label or not path:
+                print(f"error: --enrol needs LABEL=IMAGE, got {item!r}", file=sys.stderr)
+                return 1
+            image = _read(path)
+            if kind == "faces":
+                agent.faces.enrol(image, label, "largest")
+            elif kind == "classify":
+                agent.classifier.add_class(label, image, None)
+            else:
+                print("error: --enrol applies to the faces and classifier pipelines", file=sys.stderr)
+                return 1
+        images = list(args.images)
+        if kind == "track":
+            if args.box is None:
+                print("error: the track pipeline needs --box x,y,w,h for the first image", file=sys.stderr)
+                return 1
+            agent.track.start(_read(images[0]), _box(args.box))
+            images = images[1:]
+        for seq, path in enumerate(images, start=1):
+            try:
+                image = _read(path)
+                body: dict[str, Any] = agent.engine.infer(args.pipeline, image)
+                h, w = image.shape[:2]
+                line = {"image": path, "v": 1, "seq": seq, "ts": time.time(), "w": w, "h": h, **body}
+            except AgentError as exc:
+                line = {"image": path, "error": str(exc)}
+            print(json.dumps(line, default=float), flush=True)
+    return 0

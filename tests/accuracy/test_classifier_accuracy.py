@@ -1,0 +1,57 @@
+"""Few-shot classification on COIL-20 through ``maix-agent infer classifier --enrol``: 20-way
+episodes (seeded), k views of each object enrolled as classes, every other view classified."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EPISODES = {1: 20, 5: 5}  # the reference figures are means over many episodes
+
+
+def _episode(files: dict[int, list[Path]], shots: int, seed: int, infer: Any) -> float:
+    rng = random.Random(seed)
+    enrol, queries, truth = [], [], {}
+    for obj, views in sorted(files.items()):
+        picked = rng.sample(views, shots)
+        enrol += [f"obj{obj}={p}" for p in picked]
+        for p in views:
+            if p not in picked:
+                queries.append(str(p))
+                truth[str(p)] = f"obj{obj}"
+    args = ["classifier", *queries]
+    for e in enrol:
+        args += ["--enrol", e]
+    lines = infer(args)
+    assert len(lines) == len(queries)
+    # MaixPy semantics: the ranking is every class by L2 distance, ascending
+    assert all(len(line["ranking"]) == 20 for line in lines)
+    assert all(line["ranking"] == sorted(line["ranking"], key=lambda r: r[1]) for line in lines[:50])
+    # few-shot accuracy is the nearest class, whatever the unknown threshold says
+    correct = 0
+    for line in lines:
+        best_id = line["ranking"][0][0]
+        correct += enrol[best_id * shots].split("=")[0] == truth[line["image"]]
+    return correct / len(lines)
+
+
+@pytest.mark.accuracy
+@pytest.mark.parametrize(("shots", "bar"), [(1, 0.85), (5, 0.94)])
+def test_coil20_few_shot(shots: int, bar: float, infer: Any, eval_dir: Path, record_property: Any) -> None:
+    folder = eval_dir / "fewshot" / "coil20"
+    files: dict[int, list[Path]] = {}
+    for p in sorted(folder.glob("obj*__*.png")):
+        m = re.match(r"obj(\d+)__(\d+)\.png", p.name)
+        assert m
+        files.setdefault(int(m.group(1)), []).append(p)
+    assert len(files) == 20 and all(len(v) == 50 for v in files.values())
+    accs = [_episode(files, shots, seed, infer) for seed in range(EPISODES[shots])]
+    mean = sum(accs) / len(accs)
+    record_property(f"{shots}shot_accuracy", mean)
+    rounded = [round(a, 3) for a in accs]
+    print(f"COIL-20 {shots}-shot 20-way: mean accuracy {mean:.4f} over {len(accs)} episodes: {rounded}")
+    assert mean >= bar
