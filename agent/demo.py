@@ -8,6 +8,7 @@ prints what the agent publishes, and shows the ``maix-agent cmd`` lines to try.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import signal
 import threading
@@ -16,9 +17,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from agent.__main__ import REPO, _setup_logging, decode_for_print
 from agent.settings import load_settings
 
+SHOWN = ("result/", "event/", "reply/", "availability", "state")
 DEFAULT_VIDEO = REPO.parent / "shared" / "eval" / "tracking" / "vot15_bag" / "bag.avi"
 
 
@@ -33,6 +37,8 @@ def first_box(video: Path) -> list[int] | None:
 
 
 def _short(topic: str, body: Any) -> str:
+    if isinstance(body, dict) and topic.startswith("reply/") and isinstance(body.get("data"), dict):
+        body = {**body, "data": {k: v for k, v in body["data"].items() if k != "image"}}
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k not in ("v", "dev")}
         if "objects" in body:
@@ -82,8 +88,13 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"maix-agent demo: device {dev!r}, embedded broker on 127.0.0.1:{cfg.port}, video {video}")
     send("pipelines/set", {"segment": True, "track": True, "faces": False})
     box = first_box(video)
-    if box:
-        send("track/start", {"box": box})
+    if box:  # the ground-truth box belongs to the video's first frame: send that frame along
+        cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+        ok, first = cap.read()
+        cap.release()
+        if ok:
+            image = base64.b64encode(cv2.imencode(".jpg", first)[1].tobytes()).decode()
+            send("track/start", {"box": box, "image": image})
     env = f"MAIX_AGENT_MQTT__HOST=127.0.0.1 MAIX_AGENT_MQTT__PORT={cfg.port}"
     print("\nTry, in another shell, while the demo runs:")
     print(f"  {env} maix-agent cmd {dev} system/ping '{{}}'")
@@ -100,6 +111,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 break
             for msg in watcher.messages(timeout=0.5):
                 tail = msg.topic.split("/", 2)[-1]
+                if not tail.startswith(SHOWN):
+                    continue
                 if tail == "state":
                     state = json.loads(msg.payload)
                     print(
