@@ -38,6 +38,32 @@ def _box(text: str) -> list[float]:
     return parts
 
 
+BATCH = 16
+
+
+def _infer_chunk(agent: Any, pipeline: str, kind: str, paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Results for a few images; an unreadable image gets an ``error`` line, not an abort."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    good: list[tuple[str, np.ndarray]] = []
+    for path in paths:
+        try:
+            good.append((path, _read(path)))
+        except AgentError as exc:
+            out.append((path, {"error": str(exc)}))
+    try:
+        if kind == "classify":
+            bodies = agent.classifier.classify_batch([img for _, img in good])
+        else:
+            bodies = [agent.engine.infer(pipeline, img) for _, img in good]
+    except AgentError as exc:
+        return out + [(p, {"error": str(exc)}) for p, _ in good]
+    for (path, img), body in zip(good, bodies, strict=True):
+        h, w = img.shape[:2]
+        out.append((path, {"ts": time.time(), "w": w, "h": h, **body}))
+    order = {p: i for i, p in enumerate(paths)}
+    return sorted(out, key=lambda item: order[item[0]])
+
+
 def run_infer(args: argparse.Namespace) -> int:
     from agent.app import Agent
 
@@ -70,13 +96,11 @@ def run_infer(args: argparse.Namespace) -> int:
                 return 1
             agent.track.start(_read(images[0]), _box(args.box))
             images = images[1:]
-        for seq, path in enumerate(images, start=1):
-            try:
-                image = _read(path)
-                body: dict[str, Any] = agent.engine.infer(args.pipeline, image)
-                h, w = image.shape[:2]
-                line = {"image": path, "v": 1, "seq": seq, "ts": time.time(), "w": w, "h": h, **body}
-            except AgentError as exc:
-                line = {"image": path, "error": str(exc)}
-            print(json.dumps(line, default=float), flush=True)
+        chunk = BATCH if kind == "classify" else 1  # the classifier batches its feature model
+        for start in range(0, len(images), chunk):
+            for offset, (path, line) in enumerate(
+                _infer_chunk(agent, args.pipeline, kind, images[start : start + chunk])
+            ):
+                line = {"image": path, **({"v": 1, "seq": start + offset + 1} if "error" not in line else {}), **line}
+                print(json.dumps(line, default=float), flush=True)
     return 0
