@@ -13,6 +13,7 @@ extensions = [
         f"fastpath.{src.stem}",
         [str(src.relative_to(HERE))],
         include_dirs=[np.get_include()],
+        depends=[str(h.relative_to(HERE)) for h in sorted((HERE / "fastpath").glob("_*.h"))],
         extra_compile_args=["-O3", "-ffast-math", "-fno-finite-math-only"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -2,25 +2,49 @@
 """Bank search kernels: cosine / L2 top-k over float32, float16 and int8 banks.
 
 See fastpath/_reference.py (bank_scores, top_k) for the spec; inputs are validated by
-fastpath/__init__.py. Ties keep the lower index (like a stable sort).
+fastpath/__init__.py. Ties keep the lower index (like a stable sort). The dot products run in
+blocks of rows through _simd.h (AVX2 + FMA + F16C when the CPU has them, else SSE2 / plain C);
+the block's scores then go through a small sorted top-k list.
 """
 
+import numpy as np
+
+cimport numpy as cnp
 from libc.math cimport sqrt
-from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t, uint32_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
+from libc.stdlib cimport free, malloc
 
 
-cdef union F32Bits:
-    float f
-    uint32_t u
+cdef extern from "_simd.h" nogil:
+    int fp_simd_level()
+    int fp_set_simd_level(int want)
 
 
-cdef inline float _half_to_float(uint16_t h) noexcept nogil:
-    # exact for normal and subnormal halves (no inf/nan handling: embeddings are finite)
-    cdef F32Bits v
-    v.u = (<uint32_t> (h & 0x7fff)) << 13
-    v.f = v.f * <float> 5.192296858534828e+33  # 2 ** 112
-    v.u = v.u | ((<uint32_t> (h & 0x8000)) << 16)
-    return v.f
+cdef extern from "_dots.h" nogil:
+    void fp_dots_i8(const int8_t *bank, Py_ssize_t n, Py_ssize_t d, const int16_t *q, int32_t *out)
+    void fp_dots_f32(const float *bank, Py_ssize_t n, Py_ssize_t d, const float *q, float *out, int l2)
+    void fp_dots_f16(const uint16_t *bank, Py_ssize_t n, Py_ssize_t d, const float *q, float *out, int l2)
+
+
+cnp.import_array()
+
+cdef enum:
+    BLOCK = 256
+
+
+def simd_level():
+    """SIMD level in use by this module: 0 plain C, 1 SSE2, 2 AVX2 (+FMA, F16C)."""
+    return fp_simd_level()
+
+
+def set_simd_level(int level):
+    """Cap the SIMD level; -1 = the best the CPU has."""
+    return fp_set_simd_level(level)
+
+cdef enum BankKind:
+    F32 = 0
+    F16 = 1
+    I8 = 2
 
 
 cdef inline void _push(float s, int64_t idx, float *bs, int64_t *bi, Py_ssize_t k,
@@ -52,128 +76,204 @@ cdef inline void _push(float s, int64_t idx, float *bs, int64_t *bi, Py_ssize_t 
     bi[j] = idx
 
 
-def topk_float(
-    const float[:, ::1] bank,
-    const float[::1] inv_norms,
-    const float[:, ::1] queries,
-    bint cosine,
-    int64_t[:, ::1] out_idx,
-    float[:, ::1] out_score,
-):
-    """float32 bank: cosine = q·b * inv|b| * inv|q|; l2 = ||q - b|| (computed directly)."""
-    cdef Py_ssize_t n = bank.shape[0], d = bank.shape[1], nq = queries.shape[0]
-    cdef Py_ssize_t k = out_idx.shape[1]
-    cdef Py_ssize_t i, j, qi, filled
-    cdef const float *row
-    cdef const float *q
-    cdef float acc, diff, qinv, qq
-    with nogil:
-        for qi in range(nq):
-            q = &queries[qi, 0]
-            filled = 0
-            qq = 0.0
-            for j in range(d):
-                qq = qq + q[j] * q[j]
-            qinv = <float> (1.0 / sqrt(qq)) if qq > 0 else <float> 0.0
-            for i in range(n):
-                row = &bank[i, 0]
-                acc = 0.0
+cdef int _search_one(
+    int kind, const void *data, Py_ssize_t n, Py_ssize_t d,
+    const float *inv_norms, const float *norms, const float *scales,
+    const float *q, bint cosine, Py_ssize_t k, int64_t *out_idx, float *out_score,
+    float *fblock, int32_t *iblock, int16_t *q16,
+) noexcept nogil:
+    """Top-k of one query. Returns -1 if the query is not finite."""
+    cdef Py_ssize_t i, j, i0, m, filled = 0
+    cdef double qq = 0.0
+    cdef float qinv, qn, qs = 1.0, amax = 0.0, a, s, nb, lim
+    for j in range(d):
+        a = q[j]
+        if not (a - a == 0.0):  # NaN or inf
+            return -1
+        qq += <double> a * a
+        if a < 0:
+            a = -a
+        if a > amax:
+            amax = a
+    qn = <float> sqrt(qq)
+    qinv = <float> (1.0 / qn) if qn > 0 else <float> 0.0
+    if kind == I8:
+        # per-query symmetric int16 quantisation, small enough that int32 dots cannot overflow
+        lim = <float> ((2147483647 // (127 * d)) if (2147483647 // (127 * d)) < 32767 else 32767)
+        qs = amax / lim if amax > 0 else <float> 1.0
+        for j in range(d):
+            a = q[j] / qs
+            q16[j] = <int16_t> (a + 0.5 if a >= 0 else a - 0.5)
+    i0 = 0
+    while i0 < n:
+        m = BLOCK if n - i0 > BLOCK else n - i0
+        if kind == F32:
+            fp_dots_f32(<const float *> data + i0 * d, m, d, q, fblock, 0 if cosine else 1)
+        elif kind == F16:
+            fp_dots_f16(<const uint16_t *> data + i0 * d, m, d, q, fblock, 0 if cosine else 1)
+        else:
+            fp_dots_i8(<const int8_t *> data + i0 * d, m, d, q16, iblock)
+        for i in range(m):
+            if kind == I8:
+                s = <float> iblock[i] * scales[i0 + i] * qs  # ≈ q · b / |b|
                 if cosine:
-                    for j in range(d):
-                        acc = acc + row[j] * q[j]
-                    acc = acc * inv_norms[i] * qinv
+                    s = s * qinv
                 else:
-                    for j in range(d):
-                        diff = row[j] - q[j]
-                        acc = acc + diff * diff
-                _push(acc, i, &out_score[qi, 0], &out_idx[qi, 0], k, &filled, cosine)
-            if not cosine:
-                for j in range(k):
-                    out_score[qi, j] = sqrt(out_score[qi, j])
+                    nb = norms[i0 + i]
+                    s = nb * nb - 2.0 * nb * s + qn * qn
+            elif cosine:
+                s = fblock[i] * inv_norms[i0 + i] * qinv
+            else:
+                s = fblock[i]
+            _push(s, i0 + i, out_score, out_idx, k, &filled, cosine)
+        i0 += m
+    if not cosine:
+        for j in range(k):
+            out_score[j] = sqrt(out_score[j]) if out_score[j] > 0 else 0.0
+    return 0
 
 
-def topk_half(
-    const uint16_t[:, ::1] bank,
-    const float[::1] inv_norms,
-    const float[:, ::1] queries,
-    bint cosine,
-    int64_t[:, ::1] out_idx,
-    float[:, ::1] out_score,
+def search(
+    object data, int kind,
+    const float[::1] inv_norms, const float[::1] norms, object scales,
+    const float[:, ::1] queries, Py_ssize_t k, bint cosine,
 ):
-    """float16 bank (raw bits as uint16), converted on the fly; otherwise as topk_float."""
-    cdef Py_ssize_t n = bank.shape[0], d = bank.shape[1], nq = queries.shape[0]
-    cdef Py_ssize_t k = out_idx.shape[1]
-    cdef Py_ssize_t i, j, qi, filled
-    cdef const uint16_t *row
-    cdef const float *q
-    cdef float acc, diff, qinv, qq
+    """Top-``k`` (k <= N, N >= 1) of every query: (indices int64 (Q, k), scores float32 (Q, k)).
+
+    ``kind``: 0 float32 (data float32 (N, D)), 1 float16 (data viewed as uint16), 2 int8 (data
+    int8 unit rows, ``scales`` float32 per row). Raises ValueError for a non-finite query."""
+    cdef Py_ssize_t nq = queries.shape[0], d = queries.shape[1], qi
+    cdef Py_ssize_t n = inv_norms.shape[0]
+    cdef const float[:, ::1] f32
+    cdef const uint16_t[:, ::1] f16
+    cdef const int8_t[:, ::1] i8
+    cdef const float[::1] sc
+    cdef const void *ptr
+    cdef const float *scp = NULL
+    cdef float *fblock
+    cdef int32_t *iblock
+    cdef int16_t *q16
+    cdef int bad = 0
+    idx = np.empty((nq, k), np.int64)
+    out = np.empty((nq, k), np.float32)
+    cdef int64_t[:, ::1] vi = idx
+    cdef float[:, ::1] vs = out
+    if kind == F32:
+        f32 = data
+        ptr = &f32[0, 0]
+    elif kind == F16:
+        f16 = data
+        ptr = &f16[0, 0]
+    else:
+        i8 = data
+        ptr = &i8[0, 0]
+        sc = scales
+        scp = &sc[0]
+    if nq == 0:
+        return idx, out
     with nogil:
-        for qi in range(nq):
-            q = &queries[qi, 0]
-            filled = 0
-            qq = 0.0
-            for j in range(d):
-                qq = qq + q[j] * q[j]
-            qinv = <float> (1.0 / sqrt(qq)) if qq > 0 else <float> 0.0
-            for i in range(n):
-                row = &bank[i, 0]
-                acc = 0.0
-                if cosine:
-                    for j in range(d):
-                        acc = acc + _half_to_float(row[j]) * q[j]
-                    acc = acc * inv_norms[i] * qinv
-                else:
-                    for j in range(d):
-                        diff = _half_to_float(row[j]) - q[j]
-                        acc = acc + diff * diff
-                _push(acc, i, &out_score[qi, 0], &out_idx[qi, 0], k, &filled, cosine)
-            if not cosine:
-                for j in range(k):
-                    out_score[qi, j] = sqrt(out_score[qi, j])
+        fblock = <float *> malloc(BLOCK * sizeof(float))
+        iblock = <int32_t *> malloc(BLOCK * sizeof(int32_t))
+        q16 = <int16_t *> malloc((d + 1) * sizeof(int16_t))
+        if fblock == NULL or iblock == NULL or q16 == NULL:
+            bad = 2
+        else:
+            for qi in range(nq):
+                if _search_one(kind, ptr, n, d, &inv_norms[0], &norms[0], scp, &queries[qi, 0],
+                               cosine, k, &vi[qi, 0], &vs[qi, 0], fblock, iblock, q16) != 0:
+                    bad = 1
+                    break
+        free(fblock)
+        free(iblock)
+        free(q16)
+    if bad == 2:
+        raise MemoryError()
+    if bad:
+        raise ValueError("query must be finite")
+    return idx, out
 
 
-def topk_int8(
-    const int8_t[:, ::1] bank,
-    const float[::1] scales,
-    const float[::1] norms,
-    const int16_t[:, ::1] queries,
-    const float[::1] qscales,
-    const float[::1] qnorms,
-    bint cosine,
-    int64_t[:, ::1] out_idx,
-    float[:, ::1] out_score,
-):
-    """int8 bank of quantised unit rows (row ≈ bank[i] * scales[i] / 1) against int16-quantised
-    queries (q ≈ queries[qi] * qscales[qi]); integer dot products, int32 accumulation.
+cdef class BankHandle:
+    """A bank's arrays held for repeated searches: one call per query, no re-validation (the
+    public wrapper checks the query). Keeps references to the arrays it points into."""
 
-    cosine = dot_unit / |q|; l2 = sqrt(|b|² - 2 |b| dot_unit + |q|²) with dot_unit ≈ q · b/|b|.
-    """
-    cdef Py_ssize_t n = bank.shape[0], d = bank.shape[1], nq = queries.shape[0]
-    cdef Py_ssize_t k = out_idx.shape[1]
-    cdef Py_ssize_t i, j, qi, filled
-    cdef const int8_t *row
-    cdef const int16_t *q
-    cdef int32_t acc
-    cdef float unit, qs, qn, qinv, nb, s
-    with nogil:
-        for qi in range(nq):
-            q = &queries[qi, 0]
-            qs = qscales[qi]
-            qn = qnorms[qi]
-            qinv = <float> (1.0 / qn) if qn > 0 else <float> 0.0
-            filled = 0
-            for i in range(n):
-                row = &bank[i, 0]
-                acc = 0
-                for j in range(d):
-                    acc = acc + <int32_t> row[j] * <int32_t> q[j]
-                unit = <float> acc * scales[i] * qs
-                if cosine:
-                    s = unit * qinv
-                else:
-                    nb = norms[i]
-                    s = nb * nb - 2.0 * nb * unit + qn * qn
-                _push(s, i, &out_score[qi, 0], &out_idx[qi, 0], k, &filled, cosine)
-            if not cosine:
-                for j in range(k):
-                    out_score[qi, j] = sqrt(out_score[qi, j]) if out_score[qi, j] > 0 else 0.0
+    cdef object _keep
+    cdef const void *data
+    cdef const float *inv_norms
+    cdef const float *norms
+    cdef const float *scales
+    cdef int kind
+    cdef readonly Py_ssize_t n, d
+
+    def __cinit__(self, object data, int kind, const float[::1] inv_norms, const float[::1] norms, object scales):
+        cdef const float[:, ::1] f32
+        cdef const uint16_t[:, ::1] f16
+        cdef const int8_t[:, ::1] i8
+        cdef const float[::1] sc
+        self._keep = (data, inv_norms, norms, scales)
+        self.kind = kind
+        self.n = inv_norms.shape[0]
+        self.scales = NULL
+        if kind == F32:
+            f32 = data
+            self.d = f32.shape[1]
+            self.data = &f32[0, 0] if self.n else NULL
+        elif kind == F16:
+            f16 = data
+            self.d = f16.shape[1]
+            self.data = &f16[0, 0] if self.n else NULL
+        else:
+            i8 = data
+            sc = scales
+            self.d = i8.shape[1]
+            self.data = &i8[0, 0] if self.n else NULL
+            self.scales = &sc[0] if self.n else NULL
+        self.inv_norms = &inv_norms[0] if self.n else NULL
+        self.norms = &norms[0] if self.n else NULL
+
+    def search1(self, object query, Py_ssize_t k, bint cosine):
+        """Top-``min(k, n)`` of one query: ((1, k) int64, (1, k) float32), or None when ``query``
+        is not a C-contiguous float32 vector of length d (or the bank is empty): the caller then
+        takes its general path. Raises ValueError for a non-finite query."""
+        cdef cnp.ndarray q
+        cdef cnp.ndarray idx
+        cdef cnp.ndarray out
+        cdef cnp.npy_intp dims[2]
+        cdef float fblock[BLOCK]
+        cdef int32_t iblock[BLOCK]
+        cdef int16_t q16[512]
+        cdef int16_t *q16p = q16
+        cdef const float *qp
+        cdef int64_t *ip
+        cdef float *op
+        cdef int rc = 0
+        if self.n == 0 or k < 1 or not isinstance(query, cnp.ndarray):
+            return None
+        q = <cnp.ndarray> query
+        if (cnp.PyArray_NDIM(q) != 1 or cnp.PyArray_TYPE(q) != cnp.NPY_FLOAT32
+                or cnp.PyArray_DIM(q, 0) != self.d or not cnp.PyArray_IS_C_CONTIGUOUS(q)):
+            return None
+        if k > self.n:
+            k = self.n
+        dims[0] = 1
+        dims[1] = k
+        idx = cnp.PyArray_EMPTY(2, dims, cnp.NPY_INT64, 0)
+        out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+        qp = <const float *> cnp.PyArray_DATA(q)
+        ip = <int64_t *> cnp.PyArray_DATA(idx)
+        op = <float *> cnp.PyArray_DATA(out)
+        with nogil:
+            if self.d >= 512:
+                q16p = <int16_t *> malloc((self.d + 1) * sizeof(int16_t))
+            if q16p == NULL:
+                rc = 2
+            else:
+                rc = _search_one(self.kind, self.data, self.n, self.d, self.inv_norms, self.norms, self.scales,
+                                 qp, cosine, k, ip, op, fblock, iblock, q16p)
+                if q16p != q16:
+                    free(q16p)
+        if rc == 2:
+            raise MemoryError()
+        if rc != 0:
+            raise ValueError("query must be finite")
+        return idx, out

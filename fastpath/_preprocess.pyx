@@ -1,127 +1,343 @@
 # cython: language_level=3
 """Preprocessing kernels (see fastpath/_reference.py for the spec).
 
-Kernels trust their inputs: fastpath/__init__.py validates shapes, dtypes and ranges.
+Kernels trust their inputs: fastpath/__init__.py validates shapes, dtypes and ranges. The inner
+row loops live in _simd.h (SSE2 on x86-64, plain C elsewhere); this module drives them without
+the GIL. Three resampling kinds are chosen from the taps when a plan is built:
+
+* ``half``: an exact 2:1 downscale on both axes (e.g. 640x480 → 320x240 in a 320 letterbox):
+  bilinear at half scale with half-pixel centres *is* the 2x2 block mean, summed in integers;
+* ``copy``: 1:1 (the frame is already the network's size): a fused convert/swap/scale/transpose;
+* ``general``: vertical blend of the two source rows into a float row (only the columns read),
+  then a horizontal blend of each output pixel's two taps, stored straight into the planes.
+
+Letterbox borders are filled only where the resampled region does not cover the output.
 """
 
-from libc.math cimport floor
-from libc.stdint cimport int32_t, uint8_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport int32_t, uint8_t, uint16_t
+from libc.stdlib cimport calloc, free, malloc
 
 
-def resample_chw(
-    const uint8_t[:, :, ::1] img,
-    float[:, :, ::1] out,
-    const int32_t[::1] xi0, const int32_t[::1] xi1,
-    const float[::1] xw0, const float[::1] xw1,
-    const int32_t[::1] yi0, const int32_t[::1] yi1,
-    const float[::1] yw0, const float[::1] yw1,
-    int px, int py, int xlo, int xhi, bint swap,
-    float mul0, float mul1, float mul2,
-    float add0, float add1, float add2,
-    float fill0, float fill1, float fill2,
-    float border0, float border1, float border2,
-):
-    """Fused bilinear resample + channel swap + affine (mul, add) + HWC→CHW.
+cdef extern from "_simd.h" nogil:
+    int fp_simd_level()
+    int fp_set_simd_level(int want)
 
-    ``out`` is (3, H, W). The region of len(xi0) x len(yi0) pixels starting at (px, py) is
-    resampled; everything else is set to fill{c} (final values, output order). X taps index
-    source columns, with ``W`` meaning the border colour; y taps of -1 mean a border row. Only
-    source columns ``xlo .. xhi - 1`` are read. border{c} are pixel values in source order.
-    """
-    cdef Py_ssize_t h = img.shape[0], w = img.shape[1]
-    cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
-    cdef Py_ssize_t nw = xi0.shape[0], nh = yi0.shape[0]
-    cdef Py_ssize_t plane = oh * ow
-    cdef float *vrow
-    cdef float *o0
-    cdef float *o1
-    cdef float *o2
-    cdef float *obase = &out[0, 0, 0]
-    cdef const uint8_t *base = &img[0, 0, 0]
-    cdef const uint8_t *r0
-    cdef const uint8_t *r1
-    cdef float a, b, v0, v1, v2, wa, wb
-    cdef float bord[3]
-    cdef float fills[3]
-    cdef Py_ssize_t x, y, k, klo, khi, ia, ib, c0, c2, i
-    cdef int ya, yb
-    bord[0] = border0
-    bord[1] = border1
-    bord[2] = border2
-    fills[0] = fill0
-    fills[1] = fill1
-    fills[2] = fill2
-    c0 = 2 if swap else 0  # source channel feeding output channel 0
-    c2 = 2 - c0
-    with nogil:
-        vrow = <float *> malloc((w + 1) * 3 * sizeof(float))
-        if vrow == NULL:
-            with gil:
-                raise MemoryError()
-        vrow[w * 3] = border0
-        vrow[w * 3 + 1] = border1
-        vrow[w * 3 + 2] = border2
-        klo = xlo * 3
-        khi = xhi * 3
-        # border fill (only where the region does not cover the output)
-        if nw < ow or nh < oh:
-            for k in range(3):
-                o0 = obase + k * plane
-                for y in range(oh):
-                    if y < py or y >= py + nh:
-                        for x in range(ow):
-                            o0[y * ow + x] = fills[k]
-                    else:
-                        for x in range(px):
-                            o0[y * ow + x] = fills[k]
-                        for x in range(px + nw, ow):
-                            o0[y * ow + x] = fills[k]
-        for y in range(nh):
-            ya = yi0[y]
-            yb = yi1[y]
-            a = yw0[y]
-            b = yw1[y]
-            # vertical blend of the two source rows into vrow (source order, float)
-            if ya >= 0 and yb >= 0:
-                r0 = base + ya * w * 3
-                r1 = base + yb * w * 3
-                if b == 0.0:
-                    for k in range(klo, khi):
-                        vrow[k] = <float> r0[k]
-                else:
-                    for k in range(klo, khi):
-                        vrow[k] = <float> r0[k] * a + <float> r1[k] * b
-            elif ya >= 0 or yb >= 0:
-                if ya >= 0:
-                    r0 = base + ya * w * 3
-                    wa = a
-                    wb = b
-                else:
-                    r0 = base + yb * w * 3
-                    wa = b
-                    wb = a
-                for k in range(klo, khi):
-                    vrow[k] = <float> r0[k] * wa + bord[k % 3] * wb
+
+cdef extern from "_resample.h" nogil:
+    void fp_half_row(const uint8_t *r0, const uint8_t *r1, Py_ssize_t nw, float **dst,
+                     const float *q, const float *add, uint16_t *tmp)
+    void fp_copy_row(const uint8_t *r, Py_ssize_t nw, float **dst, const float *mul, const float *add)
+    void fp_vblend(const uint8_t *r0, const uint8_t *r1, float a, float b, float *out, Py_ssize_t n)
+    void fp_vcopy(const uint8_t *r0, float *out, Py_ssize_t n)
+    void fp_vaccum(const uint8_t *r, float w, float *out, Py_ssize_t n)
+    void fp_vrows(const uint8_t **rows, const float *w, Py_ssize_t kt, float *out, Py_ssize_t n)
+    void fp_hblend(const float *row, const int32_t *idx, const float *wt, Py_ssize_t kt, Py_ssize_t nw,
+                   float **dst, const float *mul, const float *add)
+    void fp_fill(float *p, Py_ssize_t n, float v)
+    void fp_linear_taps(Py_ssize_t start, Py_ssize_t length, Py_ssize_t dst, Py_ssize_t src,
+                        int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
+    void fp_warp_row(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, const double *m, Py_ssize_t y,
+                     Py_ssize_t ow, float **dst, const float *mul, const float *add, const float *border)
+
+
+cdef enum Kind:
+    GENERAL = 0
+    HALF = 1
+    COPY = 2
+
+KIND_NAMES = ("general", "half", "copy")
+
+
+def simd_level():
+    """SIMD level in use: 0 plain C, 1 SSE2, 2 AVX2 (+FMA, F16C)."""
+    return fp_simd_level()
+
+
+def set_simd_level(int level):
+    """Cap the SIMD level (tests exercise every path); -1 = the best the CPU has."""
+    return fp_set_simd_level(level)
+
+
+cdef struct Taps:
+    # (n, k) row-major taps: x taps index source pixels (the border pixel is ``w``), y taps
+    # source rows (-1 = border)
+    Py_ssize_t nw, nh, xk, yk, px, py, xlo, xhi
+    int kind
+    int32_t *xi
+    int32_t *yi
+    float *xw
+    float *yw
+
+
+cdef int _alloc_taps(Taps *t, Py_ssize_t nw, Py_ssize_t xk, Py_ssize_t nh, Py_ssize_t yk) noexcept nogil:
+    t.nw = nw
+    t.nh = nh
+    t.xk = xk
+    t.yk = yk
+    t.xi = <int32_t *> malloc((nw * xk + nh * yk) * sizeof(int32_t) + 1)
+    t.xw = <float *> malloc((nw * xk + nh * yk) * sizeof(float) + 1)
+    if t.xi == NULL or t.xw == NULL:
+        free(t.xi)
+        free(t.xw)
+        t.xi = NULL
+        t.xw = NULL
+        return -1
+    t.yi = t.xi + nw * xk
+    t.yw = t.xw + nw * xk
+    return 0
+
+
+cdef void _free_taps(Taps *t) noexcept nogil:
+    free(t.xi)
+    free(t.xw)
+    t.xi = NULL
+    t.xw = NULL
+
+
+cdef int _classify(const Taps *t, Py_ssize_t h, Py_ssize_t w) noexcept nogil:
+    """HALF / COPY when every tap is an exact 2:1 / 1:1 step inside the frame, else GENERAL."""
+    cdef Py_ssize_t i
+    cdef bint half = True, copy = True
+    cdef const int32_t *xi = t.xi
+    cdef const int32_t *yi = t.yi
+    cdef const float *xw = t.xw
+    cdef const float *yw = t.yw
+    if t.nw < 1 or t.nh < 1 or t.xk != 2 or t.yk != 2:
+        return GENERAL
+    for i in range(t.nw):
+        if xi[2 * i] < 0 or xi[2 * i] >= w or xi[2 * i + 1] < 0 or xi[2 * i + 1] >= w:
+            return GENERAL
+        if half and not (xi[2 * i] == xi[0] + 2 * i and xi[2 * i + 1] == xi[2 * i] + 1
+                         and xw[2 * i] == 0.5 and xw[2 * i + 1] == 0.5):
+            half = False
+        if copy and not (xi[2 * i] == xi[0] + i and xw[2 * i + 1] == 0.0 and xw[2 * i] == 1.0):
+            copy = False
+    for i in range(t.nh):
+        if yi[2 * i] < 0 or yi[2 * i] >= h or yi[2 * i + 1] < 0 or yi[2 * i + 1] >= h:
+            return GENERAL
+        if half and not (yi[2 * i] == yi[0] + 2 * i and yi[2 * i + 1] == yi[2 * i] + 1
+                         and yw[2 * i] == 0.5 and yw[2 * i + 1] == 0.5):
+            half = False
+        if copy and not (yi[2 * i] == yi[0] + i and yw[2 * i + 1] == 0.0 and yw[2 * i] == 1.0):
+            copy = False
+    if half:
+        return HALF
+    if copy:
+        return COPY
+    return GENERAL
+
+
+cdef enum:
+    MAX_ROW_TAPS = 64
+
+
+cdef void _vertical(const uint8_t *base, Py_ssize_t stride, const Taps *t, Py_ssize_t y,
+                    const float *border, float *vrow, Py_ssize_t klo, Py_ssize_t khi) noexcept nogil:
+    """vrow[klo:khi] = sum_k row(yi[y, k]) * yw[y, k] in tap order (border rows = border colour)."""
+    cdef Py_ssize_t j, k, kt = t.yk
+    cdef const int32_t *yi = t.yi + y * kt
+    cdef const float *yw = t.yw + y * kt
+    cdef const uint8_t *rows[MAX_ROW_TAPS]
+    cdef bint inside = kt <= MAX_ROW_TAPS
+    cdef float wj
+    for j in range(kt):
+        if yi[j] < 0:
+            inside = False
+    if inside:
+        if kt == 2 and yw[1] == 0.0:
+            fp_vcopy(base + yi[0] * stride + klo, vrow + klo, khi - klo)
+            return
+        for j in range(kt):
+            rows[j] = base + yi[j] * stride + klo
+        fp_vrows(rows, yw, kt, vrow + klo, khi - klo)
+        return
+    for j in range(kt):  # rows outside the frame (crops): the border colour
+        wj = yw[j]
+        if j == 0:
+            if yi[0] >= 0:
+                fp_vblend(base + yi[0] * stride + klo, base + yi[0] * stride + klo, wj, 0.0,
+                          vrow + klo, khi - klo)
             else:
                 for k in range(klo, khi):
-                    vrow[k] = bord[k % 3]
-            # horizontal blend + swap + affine, planar stores
-            o0 = obase + (py + y) * ow + px
-            o1 = o0 + plane
-            o2 = o1 + plane
-            for x in range(nw):
-                ia = xi0[x] * 3
-                ib = xi1[x] * 3
-                a = xw0[x]
-                b = xw1[x]
-                v0 = vrow[ia + c0] * a + vrow[ib + c0] * b
-                v1 = vrow[ia + 1] * a + vrow[ib + 1] * b
-                v2 = vrow[ia + c2] * a + vrow[ib + c2] * b
-                o0[x] = v0 * mul0 + add0
-                o1[x] = v1 * mul1 + add1
-                o2[x] = v2 * mul2 + add2
-        free(vrow)
+                    vrow[k] = border[k % 3] * wj
+        elif yi[j] >= 0:
+            fp_vaccum(base + yi[j] * stride + klo, wj, vrow + klo, khi - klo)
+        else:
+            for k in range(klo, khi):
+                vrow[k] = vrow[k] + border[k % 3] * wj
+
+
+cdef int _resample(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, float *obase, Py_ssize_t oh,
+                   Py_ssize_t ow, const Taps *t, bint swap, const float *mul, const float *add,
+                   const float *fill, const float *border) noexcept nogil:
+    """Resample ``t``'s region into planes (3, oh, ow) at (px, py); fill the rest.
+
+    ``mul``/``add``/``fill`` are per output channel; ``border`` per source channel.
+    Returns -1 when out of memory.
+    """
+    cdef Py_ssize_t plane = oh * ow, nw = t.nw, nh = t.nh, px = t.px, py = t.py
+    cdef Py_ssize_t y, c, stride = w * 3, right
+    cdef float *dst[3]
+    cdef float *pl[3]
+    cdef float smul[3]
+    cdef float sadd[3]
+    cdef float q[3]
+    cdef float *vrow = NULL
+    cdef uint16_t *tmp = NULL
+    cdef int oc
+    # source channel c feeds output channel oc
+    for c in range(3):
+        oc = 2 - c if swap else c
+        pl[c] = obase + oc * plane
+        smul[c] = mul[oc]
+        sadd[c] = add[oc]
+        q[c] = mul[oc] * 0.25
+    # border fill (only where the region does not cover the output)
+    if nw < ow or nh < oh:
+        right = ow - px - nw
+        for c in range(3):
+            fp_fill(obase + c * plane, py * ow, fill[c])
+            fp_fill(obase + c * plane + (py + nh) * ow, (oh - py - nh) * ow, fill[c])
+            if px > 0 or right > 0:
+                for y in range(py, py + nh):
+                    fp_fill(obase + c * plane + y * ow, px, fill[c])
+                    fp_fill(obase + c * plane + y * ow + px + nw, right, fill[c])
+    if t.kind == HALF:
+        tmp = <uint16_t *> malloc((6 * nw + 16) * sizeof(uint16_t))
+        if tmp == NULL:
+            return -1
+        for y in range(nh):
+            for c in range(3):
+                dst[c] = pl[c] + (py + y) * ow + px
+            fp_half_row(base + t.yi[2 * y] * stride + t.xi[0] * 3,
+                        base + t.yi[2 * y + 1] * stride + t.xi[0] * 3, nw, dst, q, sadd, tmp)
+        free(tmp)
+        return 0
+    if t.kind == COPY:
+        for y in range(nh):
+            for c in range(3):
+                dst[c] = pl[c] + (py + y) * ow + px
+            fp_copy_row(base + t.yi[2 * y] * stride + t.xi[0] * 3, nw, dst, smul, sadd)
+        return 0
+    # general: float row of the source columns read, + the border pixel at index w, + 1 pad float
+    vrow = <float *> calloc(3 * (w + 1) + 4, sizeof(float))
+    if vrow == NULL:
+        return -1
+    vrow[3 * w] = border[0]
+    vrow[3 * w + 1] = border[1]
+    vrow[3 * w + 2] = border[2]
+    for y in range(nh):
+        if t.xhi > t.xlo:
+            _vertical(base, stride, t, y, border, vrow, t.xlo * 3, t.xhi * 3)
+        for c in range(3):
+            dst[c] = pl[c] + (py + y) * ow + px
+        fp_hblend(vrow, t.xi, t.xw, t.xk, nw, dst, smul, sadd)
+    free(vrow)
+    return 0
+
+
+cdef class Resampler:
+    """A letterbox/resize plan: taps (copied), constants, and the chosen kind. Thread-safe
+    (scratch memory is per call); ``run`` releases the GIL."""
+
+    cdef Taps t
+    cdef Py_ssize_t h, w, oh, ow
+    cdef bint swap
+    cdef float mul[3]
+    cdef float add[3]
+    cdef float fill[3]
+    cdef float border[3]
+
+    def __cinit__(
+        self,
+        Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow,
+        const int32_t[:, ::1] xi, const float[:, ::1] xw, const int32_t[:, ::1] yi, const float[:, ::1] yw,
+        Py_ssize_t px, Py_ssize_t py, Py_ssize_t xlo, Py_ssize_t xhi, bint swap,
+        tuple mul, tuple add, tuple fill, tuple border,
+    ):
+        cdef Py_ssize_t i, j, nw = xi.shape[0], nh = yi.shape[0], xk = xi.shape[1], yk = yi.shape[1]
+        self.t.xi = NULL
+        if xw.shape[0] != nw or xw.shape[1] != xk or yw.shape[0] != nh or yw.shape[1] != yk:
+            raise ValueError("taps and weights differ in shape")
+        if _alloc_taps(&self.t, nw, xk, nh, yk) != 0:
+            raise MemoryError()
+        for i in range(nw):
+            for j in range(xk):
+                self.t.xi[i * xk + j] = xi[i, j]
+                self.t.xw[i * xk + j] = xw[i, j]
+        for i in range(nh):
+            for j in range(yk):
+                self.t.yi[i * yk + j] = yi[i, j]
+                self.t.yw[i * yk + j] = yw[i, j]
+        self.t.px, self.t.py, self.t.xlo, self.t.xhi = px, py, xlo, xhi
+        self.h, self.w, self.oh, self.ow, self.swap = h, w, oh, ow, swap
+        for i in range(3):
+            self.mul[i] = mul[i]
+            self.add[i] = add[i]
+            self.fill[i] = fill[i]
+            self.border[i] = border[i]
+        self.t.kind = _classify(&self.t, h, w)
+
+    def __dealloc__(self):
+        _free_taps(&self.t)
+
+    @property
+    def kind(self):
+        return KIND_NAMES[self.t.kind]
+
+    def run(self, const uint8_t[:, :, ::1] img, float[:, :, ::1] out):
+        """Resample ``img`` (h, w, 3) into ``out`` (3, oh, ow)."""
+        cdef int rc
+        if img.shape[0] != self.h or img.shape[1] != self.w or img.shape[2] != 3:
+            raise ValueError("image shape does not match the plan")
+        if out.shape[0] != 3 or out.shape[1] != self.oh or out.shape[2] != self.ow:
+            raise ValueError("output shape does not match the plan")
+        with nogil:
+            rc = _resample(&img[0, 0, 0], self.h, self.w, &out[0, 0, 0], self.oh, self.ow, &self.t,
+                           self.swap, self.mul, self.add, self.fill, self.border)
+        if rc != 0:
+            raise MemoryError()
+
+
+def crop_chw(
+    const uint8_t[:, :, ::1] img,
+    float[:, :, ::1] out,
+    Py_ssize_t x0, Py_ssize_t sw, Py_ssize_t y0, Py_ssize_t sh,
+    bint swap,
+    float mul0, float mul1, float mul2,
+    float add0, float add1, float add2,
+    float border0, float border1, float border2,
+):
+    """Crop ``sw`` x ``sh`` pixels at (x0, y0) (pixels outside the frame = border, source order)
+    and resize it (bilinear) to ``out`` (3, oh, ow): the taps are computed here (spec:
+    linear_taps)."""
+    cdef Py_ssize_t h = img.shape[0], w = img.shape[1], oh = out.shape[1], ow = out.shape[2]
+    cdef Py_ssize_t lo, hi, ylo, yhi
+    cdef Taps t
+    cdef float mul[3]
+    cdef float add[3]
+    cdef float fill[3]
+    cdef float border[3]
+    cdef int rc = 0
+    mul[0], mul[1], mul[2] = mul0, mul1, mul2
+    add[0], add[1], add[2] = add0, add1, add2
+    fill[0] = fill[1] = fill[2] = 0.0
+    border[0], border[1], border[2] = border0, border1, border2
+    with nogil:
+        if _alloc_taps(&t, ow, 2, oh, 2) != 0:
+            rc = -1
+        else:
+            fp_linear_taps(x0, sw, ow, w, <int32_t> w, t.xi, t.xw, &lo, &hi)
+            fp_linear_taps(y0, sh, oh, h, -1, t.yi, t.yw, &ylo, &yhi)
+            t.px = 0
+            t.py = 0
+            t.xlo = lo if hi >= lo else 0
+            t.xhi = hi + 1 if hi >= lo else 0
+            t.kind = _classify(&t, h, w)
+            rc = _resample(&img[0, 0, 0], h, w, &out[0, 0, 0], oh, ow, &t, swap, mul, add, fill, border)
+            _free_taps(&t)
+    if rc != 0:
+        raise MemoryError()
 
 
 def warp_affine_chw(
@@ -138,51 +354,32 @@ def warp_affine_chw(
     output pixel (x, y); taps outside the frame read border{c} (source order)."""
     cdef Py_ssize_t h = img.shape[0], w = img.shape[1]
     cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
-    cdef Py_ssize_t plane = oh * ow
+    cdef Py_ssize_t plane = oh * ow, y, c
+    cdef int oc
     cdef const uint8_t *base = &img[0, 0, 0]
     cdef float *obase = &out[0, 0, 0]
-    cdef float bord[3]
-    cdef float px[4][3]
-    cdef float v[3]
+    cdef double m[6]
+    cdef float *dst[3]
+    cdef float *pl[3]
+    cdef float smul[3]
+    cdef float sadd[3]
+    cdef float border[3]
     cdef float mul[3]
     cdef float add[3]
-    cdef double sx, sy, fx, fy
-    cdef Py_ssize_t x, y, ix, iy, t, c, tx, ty, src_c
-    bord[0] = border0
-    bord[1] = border1
-    bord[2] = border2
-    mul[0] = mul0
-    mul[1] = mul1
-    mul[2] = mul2
-    add[0] = add0
-    add[1] = add1
-    add[2] = add2
+    m[0], m[1], m[2], m[3], m[4], m[5] = m00, m01, m02, m10, m11, m12
+    mul[0], mul[1], mul[2] = mul0, mul1, mul2
+    add[0], add[1], add[2] = add0, add1, add2
+    border[0], border[1], border[2] = border0, border1, border2
+    for c in range(3):
+        oc = 2 - c if swap else c
+        pl[c] = obase + oc * plane
+        smul[c] = mul[oc]
+        sadd[c] = add[oc]
     with nogil:
         for y in range(oh):
-            for x in range(ow):
-                sx = m00 * x + m01 * y + m02
-                sy = m10 * x + m11 * y + m12
-                fx = floor(sx)
-                fy = floor(sy)
-                ix = <Py_ssize_t> fx
-                iy = <Py_ssize_t> fy
-                fx = sx - fx
-                fy = sy - fy
-                for t in range(4):
-                    tx = ix + (t & 1)
-                    ty = iy + (t >> 1)
-                    if tx >= 0 and tx < w and ty >= 0 and ty < h:
-                        for c in range(3):
-                            px[t][c] = base[(ty * w + tx) * 3 + c]
-                    else:
-                        for c in range(3):
-                            px[t][c] = bord[c]
-                for c in range(3):
-                    v[c] = <float> ((px[0][c] * (1.0 - fx) + px[1][c] * fx) * (1.0 - fy)
-                                    + (px[2][c] * (1.0 - fx) + px[3][c] * fx) * fy)
-                for c in range(3):
-                    src_c = 2 - c if swap else c
-                    obase[c * plane + y * ow + x] = v[src_c] * mul[c] + add[c]
+            for c in range(3):
+                dst[c] = pl[c] + y * ow
+            fp_warp_row(base, h, w, m, y, ow, dst, smul, sadd, border)
 
 
 def channel_sums(const uint8_t[:, :, ::1] img, double[::1] out):

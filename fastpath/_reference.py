@@ -20,6 +20,7 @@ with the Cython path, which only replaces the pixel loops.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -27,13 +28,14 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-Mode = Literal["letterbox", "stretch", "cover"]
+Mode = Literal["letterbox", "stretch", "cover", "topleft"]
 Metric = Literal["cosine", "l2"]
 BankDType = Literal["float32", "float16", "int8"]
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-Taps = tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], FloatArray, FloatArray]
+Taps = tuple[npt.NDArray[np.int32], FloatArray]  # (n, K) source indices (-1 = border), (n, K) weights
+Interpolation = Literal["linear", "area"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,10 +92,10 @@ def _as_xy(xy: npt.ArrayLike) -> FloatArray:
 def linear_taps(start: int, length: int, dst_len: int, src_len: int) -> Taps:
     """Bilinear taps resampling ``length`` pixels starting at ``start`` onto ``dst_len`` pixels.
 
-    Returns ``(i0, i1, w0, w1)``: for output ``i``, ``v = src[i0] * w0 + src[i1] * w1``. Sampling is
-    clamped to the span (OpenCV ``INTER_LINEAR`` on the cropped span). Indices outside
-    ``[0, src_len)`` (a span reaching beyond the frame) are returned as -1 = "border pixel".
-    Arrays are read-only and cached.
+    Returns ``(idx, w)``, both ``(dst_len, 2)``: for output ``i``,
+    ``v = src[idx[i, 0]] * w[i, 0] + src[idx[i, 1]] * w[i, 1]``. Sampling is clamped to the span
+    (OpenCV ``INTER_LINEAR`` on the cropped span). Indices outside ``[0, src_len)`` (a span
+    reaching beyond the frame) are returned as -1 = "border pixel". Arrays are read-only and cached.
     """
     ratio = length / dst_len
     f = ((np.arange(dst_len, dtype=np.float64) + 0.5) * ratio - 0.5).astype(np.float32)
@@ -103,24 +105,54 @@ def linear_taps(start: int, length: int, dst_len: int, src_len: int) -> Taps:
     i1 = np.minimum(i0 + 1, length - 1)
     w1[i1 == i0] = 0.0
     w0 = (np.float32(1.0) - w1).astype(np.float32)
-    i0 += start
-    i1 += start
-    i0[(i0 < 0) | (i0 >= src_len)] = -1
-    i1[(i1 < 0) | (i1 >= src_len)] = -1
-    taps = (i0.astype(np.int32), i1.astype(np.int32), w0, w1)
-    for arr in taps:
-        arr.flags.writeable = False
-    return taps
+    return _finish_taps(np.stack([i0, i1], axis=1) + start, np.stack([w0, w1], axis=1), src_len)
 
 
-def _kernel_xtaps(
-    i0: npt.NDArray[np.int32], i1: npt.NDArray[np.int32], src_len: int
-) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int, int]:
-    valid = np.concatenate([i0[i0 >= 0], i1[i1 >= 0]])
+@lru_cache(maxsize=1024)
+def area_taps(start: int, length: int, dst_len: int, src_len: int) -> Taps:
+    """Box-filter taps (OpenCV ``INTER_AREA`` when shrinking: each output pixel is the mean of the
+    source pixels it covers, partly covered ones weighted by their coverage); when the span is
+    not larger than the output, the bilinear :func:`linear_taps`. ``(idx, w)`` are
+    ``(dst_len, K)``, K the most taps any output pixel needs (unused taps have weight 0)."""
+    if length <= dst_len:
+        return linear_taps(start, length, dst_len, src_len)
+    scale = 1.0 / (dst_len / length)  # OpenCV's scale = 1 / inv_scale, bit for bit
+    rows: list[list[tuple[int, float]]] = []
+    for dx in range(dst_len):
+        fsx1 = dx * scale
+        fsx2 = fsx1 + scale
+        cell = min(scale, length - fsx1)
+        sx2 = min(math.floor(fsx2), length - 1)
+        sx1 = min(math.ceil(fsx1), sx2)
+        taps: list[tuple[int, float]] = []
+        if sx1 - fsx1 > 1e-3:
+            taps.append((sx1 - 1, float(np.float32((sx1 - fsx1) / cell))))
+        taps.extend((sx, float(np.float32(1.0 / cell))) for sx in range(sx1, sx2))
+        if fsx2 - sx2 > 1e-3:
+            taps.append((sx2, float(np.float32(min(min(fsx2 - sx2, 1.0), cell) / cell))))
+        rows.append(taps)
+    k = max(len(t) for t in rows)
+    idx = np.empty((dst_len, k), np.int64)
+    wts = np.zeros((dst_len, k), np.float32)
+    for i, taps in enumerate(rows):
+        idx[i] = taps[0][0]
+        for j, (sx, wt) in enumerate(taps):
+            idx[i, j], wts[i, j] = sx, wt
+    return _finish_taps(idx + start, wts, src_len)
+
+
+def _finish_taps(idx: npt.NDArray[np.int64], wts: FloatArray, src_len: int) -> Taps:
+    out_idx = np.where((idx < 0) | (idx >= src_len), -1, idx).astype(np.int32)
+    out_w = np.ascontiguousarray(wts, dtype=np.float32)
+    out_idx.flags.writeable = False
+    out_w.flags.writeable = False
+    return out_idx, out_w
+
+
+def _kernel_xtaps(idx: npt.NDArray[np.int32], src_len: int) -> tuple[npt.NDArray[np.int32], int, int]:
+    valid = idx[idx >= 0]
     lo, hi = (int(valid.min()), int(valid.max()) + 1) if valid.size else (0, 0)
-    k0 = np.where(i0 < 0, src_len, i0).astype(np.int32)
-    k1 = np.where(i1 < 0, src_len, i1).astype(np.int32)
-    return k0, k1, lo, hi
+    return np.ascontiguousarray(np.where(idx < 0, src_len, idx), dtype=np.int32), lo, hi
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,34 +166,39 @@ class ResamplePlan:
     ytaps: Taps
     # x taps for the Cython kernel: border taps (-1) as ``frame_w``, plus the span of source
     # columns read (lo, hi)
-    xkernel: tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], int, int]
+    xkernel: tuple[npt.NDArray[np.int32], int, int]
 
 
 def _plan(tr: Transform, px: int, py: int, xt: Taps, yt: Taps) -> ResamplePlan:
-    return ResamplePlan(tr, px, py, xt, yt, _kernel_xtaps(xt[0], xt[1], tr.frame_w))
+    return ResamplePlan(tr, px, py, xt, yt, _kernel_xtaps(xt[0], tr.frame_w))
 
 
 @lru_cache(maxsize=128)
-def letterbox_plan(h: int, w: int, out_h: int, out_w: int, mode: Mode) -> ResamplePlan:
-    """Geometry of ``letterbox_chw`` (the spec):
+def letterbox_plan(
+    h: int, w: int, out_h: int, out_w: int, mode: Mode, interpolation: Interpolation = "linear"
+) -> ResamplePlan:
+    """Geometry of ``letterbox_chw`` (the spec). ``interpolation``: ``"linear"`` (bilinear,
+    :func:`linear_taps`) or ``"area"`` (:func:`area_taps`: box filter on a shrinking axis).
 
     * ``letterbox``: ``r = min(out_w / w, out_h / h)``, resized size ``round(w * r)`` x
       ``round(h * r)`` (at least 1, at most the output), centred with ``(out - new) // 2``.
     * ``stretch``: resize the whole frame to exactly ``out_w`` x ``out_h``.
+    * ``topleft``: as ``letterbox`` but placed at the top-left corner (padding right and bottom).
     * ``cover``: centre-crop the frame to the output aspect (crop size ``round(out / r)`` with
       ``r = max(out_w / w, out_h / h)``, crop origin ``(frame - crop) // 2``) then resize.
     """
-    if mode == "letterbox":
+    taps = area_taps if interpolation == "area" else linear_taps
+    if mode in ("letterbox", "topleft"):
         r = min(out_w / w, out_h / h)
         nw = min(out_w, max(1, round(w * r)))
         nh = min(out_h, max(1, round(h * r)))
-        px, py = (out_w - nw) // 2, (out_h - nh) // 2
+        px, py = ((out_w - nw) // 2, (out_h - nh) // 2) if mode == "letterbox" else (0, 0)
         tr = Transform(nw / w, nh / h, float(px), float(py), w, h)
-        xt, yt = linear_taps(0, w, nw, w), linear_taps(0, h, nh, h)
+        xt, yt = taps(0, w, nw, w), taps(0, h, nh, h)
         return _plan(tr, px, py, xt, yt)
     if mode == "stretch":
         tr = Transform(out_w / w, out_h / h, 0.0, 0.0, w, h)
-        return _plan(tr, 0, 0, linear_taps(0, w, out_w, w), linear_taps(0, h, out_h, h))
+        return _plan(tr, 0, 0, taps(0, w, out_w, w), taps(0, h, out_h, h))
     if mode == "cover":
         r = max(out_w / w, out_h / h)
         cw = min(w, max(1, round(out_w / r)))
@@ -169,14 +206,14 @@ def letterbox_plan(h: int, w: int, out_h: int, out_w: int, mode: Mode) -> Resamp
         x0, y0 = (w - cw) // 2, (h - ch) // 2
         sx, sy = out_w / cw, out_h / ch
         tr = Transform(sx, sy, -x0 * sx, -y0 * sy, w, h)
-        return _plan(tr, 0, 0, linear_taps(x0, cw, out_w, w), linear_taps(y0, ch, out_h, h))
-    raise ValueError(f"mode must be 'letterbox', 'stretch' or 'cover', got {mode!r}")
+        return _plan(tr, 0, 0, taps(x0, cw, out_w, w), taps(y0, ch, out_h, h))
+    raise ValueError(f"mode must be 'letterbox', 'stretch', 'cover' or 'topleft', got {mode!r}")
 
 
 def crop_origin(c: float, side: int) -> int:
     """Integer origin of a ``side``-pixel crop centred on ``c`` (pixel centres on integers):
     pixels ``origin .. origin + side - 1`` whose centre is nearest to ``c``."""
-    return int(np.floor(c - (side - 1) / 2.0 + 0.5))
+    return math.floor(c - (side - 1) / 2.0 + 0.5)
 
 
 def crop_plan(
@@ -207,19 +244,22 @@ def _post(
 
 
 def resample(img: npt.NDArray[np.uint8], plan: ResamplePlan, border: FloatArray) -> FloatArray:
-    """Bilinear resample of ``img`` through ``plan``'s taps (region only), float32 HxWx3.
-
-    Taps of -1 read the ``border`` colour (source channel order)."""
+    """Resample ``img`` through ``plan``'s taps (region only), float32 HxWx3: vertical taps first
+    (summed in tap order), then horizontal. Taps of -1 read the ``border`` colour (source order)."""
     h, w = img.shape[:2]
     ext = np.empty((h + 1, w + 1, 3), dtype=np.float32)
     ext[:h, :w] = img
     ext[h, :] = border
     ext[:, w] = border
-    xi0, xi1, xw0, xw1 = plan.xtaps
-    yi0, yi1, yw0, yw1 = plan.ytaps
+    xi, xw = plan.xtaps
+    yi, yw = plan.ytaps
     # index -1 wraps to the border row/column of `ext`
-    rows = ext[yi0] * yw0[:, None, None] + ext[yi1] * yw1[:, None, None]
-    res = rows[:, xi0] * xw0[None, :, None] + rows[:, xi1] * xw1[None, :, None]
+    rows = np.asarray(ext[yi[:, 0]] * yw[:, 0, None, None], np.float32)
+    for k in range(1, yi.shape[1]):
+        rows = np.asarray(rows + ext[yi[:, k]] * yw[:, k, None, None], np.float32)
+    res = np.asarray(rows[:, xi[:, 0]] * xw[None, :, 0, None], np.float32)
+    for k in range(1, xi.shape[1]):
+        res = np.asarray(res + rows[:, xi[:, k]] * xw[None, :, k, None], np.float32)
     return np.asarray(res, dtype=np.float32)
 
 
@@ -233,9 +273,10 @@ def letterbox_chw(
     scale: FloatArray,
     pad: FloatArray,
     out: FloatArray,
+    interpolation: Interpolation = "linear",
 ) -> Transform:
     """Reference for :func:`fastpath.letterbox_chw`; writes ``out`` (1, 3, out_h, out_w)."""
-    plan = letterbox_plan(img.shape[0], img.shape[1], out_h, out_w, mode)
+    plan = letterbox_plan(img.shape[0], img.shape[1], out_h, out_w, mode, interpolation)
     region = resample(img, plan, pad)
     fill = pad[::-1] if swap_rb else pad
     out[0] = ((fill - mean) * scale).astype(np.float32)[:, None, None]

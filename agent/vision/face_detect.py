@@ -21,6 +21,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+import fastpath
 from agent.errors import ConfigError, ModelError
 from agent.vision.runtime import OnnxModel
 
@@ -212,10 +213,24 @@ class FaceDetector:
         self.default_nms = DEFAULT_NMS[self.kind]
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
-        """Frame → (NCHW blob, frame-to-input scale)."""
+        """Frame → (NCHW blob, frame-to-input scale): :func:`letterbox` + :func:`to_blob` in one
+        fused fastpath pass (same geometry and filters; at 640x480 it is a plain conversion)."""
         spec = self.model.spec.input
-        boxed = letterbox(frame, self.size, spec.pad or 0)
-        return to_blob(boxed.image, spec.colour, spec.mean, spec.scale), boxed.scale
+        out_h, out_w = self.size
+        h, w = frame.shape[:2]
+        frame = frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+        blob, _ = fastpath.letterbox_chw(
+            frame,
+            out_h,
+            out_w,
+            mode="topleft",
+            interpolation="area",  # INTER_AREA when shrinking, bilinear when enlarging
+            swap_rb=spec.colour == "rgb",
+            mean=float(spec.mean),
+            scale=float(spec.scale),
+            pad=float(spec.pad or 0),
+        )
+        return blob, min(out_h / h, out_w / w)
 
     def detect(self, frame: np.ndarray, score_th: float = DEFAULT_SCORE, nms_th: float | None = None) -> list[Face]:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:

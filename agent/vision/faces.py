@@ -36,8 +36,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agent.vision.face_align import align_face
-from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector, to_blob
+import fastpath
+from agent.vision.face_align import align_blob
+from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector
 from agent.vision.runtime import OnnxModel
 
 UNKNOWN = "unknown"
@@ -74,24 +75,74 @@ class Match:
             return 0.0
 
 
+class BankIndex:
+    """Enrolled vectors prepared once for matching many embeddings: unit rows, the samples
+    grouped by label, and for large banks an int8 :mod:`fastpath` bank.
+
+    Up to ``LARGE`` samples every sample is scored (one BLAS product, per-label max by
+    ``reduceat``). From ``LARGE`` samples on, fastpath's int8 top-``TOP_K`` search picks the
+    candidate samples (≥ 3x faster than NumPy at 100,000) and only those are scored exactly; a
+    label with no candidate gets the ``TOP_K``-th candidate's score, an upper bound of its own.
+    """
+
+    LARGE = 8192
+    TOP_K = 64
+
+    def __init__(self, bank_vectors: np.ndarray | None, bank_labels: Sequence[str]) -> None:
+        self.labels = distinct_labels(bank_labels)
+        self.n = 0 if bank_vectors is None else len(bank_labels)
+        self.unit: np.ndarray | None = None
+        self.fast: fastpath.Bank | None = None
+        if bank_vectors is None or self.n == 0:
+            return
+        if len(bank_vectors) != len(bank_labels):
+            raise ValueError(f"bank has {len(bank_vectors)} vectors but {len(bank_labels)} labels")
+        bank = np.asarray(bank_vectors, np.float32)
+        norms = np.linalg.norm(bank, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):  # tolerate banks imported unnormalised
+            bank = bank / np.maximum(norms, 1e-12)[:, None]
+        self.unit = np.ascontiguousarray(bank)
+        index = {label: k for k, label in enumerate(self.labels)}
+        self.label_of = np.fromiter((index[lb] for lb in bank_labels), np.int64, self.n)
+        self.order = np.argsort(self.label_of, kind="stable")
+        # start of each label's run in `order` (every label has at least one sample)
+        self.starts = np.searchsorted(self.label_of[self.order], np.arange(len(self.labels)))
+        if self.n >= self.LARGE:
+            self.fast = fastpath.make_bank(self.unit, "int8")
+
+    def scores(self, embedding: np.ndarray) -> np.ndarray:
+        """Per distinct label, the best ``0.5 + 0.5 * cos`` over its samples (float32)."""
+        if self.unit is None:
+            return np.zeros(0, np.float32)
+        emb = np.asarray(embedding, np.float32).reshape(-1)
+        if self.fast is None:
+            sample = 0.5 + 0.5 * (self.unit @ emb)
+            return np.maximum.reduceat(sample[self.order], self.starts).astype(np.float32)
+        idx, _ = fastpath.bank_search(emb, self.fast, k=self.TOP_K)
+        cand = idx[0]
+        exact = (0.5 + 0.5 * (self.unit[cand] @ emb)).astype(np.float32)
+        per_label = np.full(len(self.labels), float(exact.min()), np.float32)
+        np.maximum.at(per_label, self.label_of[cand], exact)
+        return per_label
+
+    def match(self, embedding: np.ndarray, match_th: float = DEFAULT_MATCH) -> Match:
+        """MaixPy semantics: named when the best score > ``match_th``, else unknown / class 0."""
+        scores = self.scores(embedding)
+        if scores.size == 0:
+            return Match(UNKNOWN, 0, 0.0, self.labels, scores)
+        best = int(np.argmax(scores))
+        similarity = float(scores[best])
+        if similarity > match_th:
+            return Match(self.labels[best], best + 1, similarity, self.labels, scores)
+        return Match(UNKNOWN, 0, similarity, self.labels, scores)
+
+
 def label_scores(
     embedding: np.ndarray, bank_vectors: np.ndarray | None, bank_labels: Sequence[str]
 ) -> tuple[list[str], np.ndarray]:
     """Per distinct label, the best ``0.5 + 0.5 * cos`` over that label's samples."""
-    labels = distinct_labels(bank_labels)
-    if bank_vectors is None or len(bank_labels) == 0:
-        return labels, np.zeros(0, np.float32)
-    if len(bank_vectors) != len(bank_labels):
-        raise ValueError(f"bank has {len(bank_vectors)} vectors but {len(bank_labels)} labels")
-    bank = np.asarray(bank_vectors, np.float32)
-    norms = np.linalg.norm(bank, axis=1)
-    if not np.allclose(norms, 1.0, atol=1e-3):  # tolerate banks imported unnormalised
-        bank = bank / np.maximum(norms, 1e-12)[:, None]
-    sample_scores = 0.5 + 0.5 * (bank @ embedding)
-    index = {label: k for k, label in enumerate(labels)}
-    per_label = np.full(len(labels), -np.inf, np.float32)
-    np.maximum.at(per_label, [index[lb] for lb in bank_labels], sample_scores)
-    return labels, per_label
+    index = BankIndex(bank_vectors, bank_labels)
+    return index.labels, index.scores(embedding)
 
 
 def match(
@@ -100,15 +151,9 @@ def match(
     bank_labels: Sequence[str],
     match_th: float = DEFAULT_MATCH,
 ) -> Match:
-    """MaixPy semantics: named when the best score > ``match_th``, else unknown / class 0."""
-    labels, scores = label_scores(embedding, bank_vectors, bank_labels)
-    if scores.size == 0:
-        return Match(UNKNOWN, 0, 0.0, labels, scores)
-    best = int(np.argmax(scores))
-    similarity = float(scores[best])
-    if similarity > match_th:
-        return Match(labels[best], best + 1, similarity, labels, scores)
-    return Match(UNKNOWN, 0, similarity, labels, scores)
+    """MaixPy semantics: named when the best score > ``match_th``, else unknown / class 0.
+    (Matching many embeddings against one bank: build a :class:`BankIndex` once.)"""
+    return BankIndex(bank_vectors, bank_labels).match(embedding, match_th)
 
 
 def pick_for_enrol(
@@ -227,6 +272,17 @@ class FacePipeline:
         self.embedder = embedder_model
         size = embedder_model.spec.input.size
         self.align_size = size[0] if size else 112
+        self._index: tuple[object, object, BankIndex] | None = None
+
+    def bank_index(self, bank_vectors: np.ndarray | None, bank_labels: Sequence[str]) -> BankIndex:
+        """The :class:`BankIndex` of this bank, rebuilt only when other objects are passed (the
+        face service passes the same arrays until the bank changes)."""
+        cached = self._index
+        if cached is not None and cached[0] is bank_vectors and cached[1] is bank_labels:
+            return cached[2]
+        index = BankIndex(bank_vectors, bank_labels)
+        self._index = (bank_vectors, bank_labels, index)
+        return index
 
     def detect(self, frame: np.ndarray, score_th: float = DEFAULT_DETECT, nms_th: float | None = None) -> list[Face]:
         return self.detector.detect(frame, score_th, nms_th)
@@ -234,8 +290,8 @@ class FacePipeline:
     def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The embedder's input for one face: aligned crop → NCHW float32."""
         spec = self.embedder.spec.input
-        crop = align_face(frame, face.points, self.align_size)
-        return to_blob(crop, spec.colour, spec.mean, spec.scale)
+        rgb = spec.colour == "rgb"
+        return align_blob(frame, face.points, self.align_size, rgb=rgb, mean=spec.mean, scale=spec.scale)
 
     def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """L2-normalised float32 embedding (128-d for SFace) of one detected face."""
@@ -259,7 +315,8 @@ class FacePipeline:
         With ``tracks`` (live stream) labels are voted per track; without, single-shot.
         """
         faces = self.detect(frame, detect_th, nms_th)
-        matches = [match(self.embed(frame, f), bank_vectors, bank_labels, match_th) for f in faces]
+        index = self.bank_index(bank_vectors, bank_labels)
+        matches = [index.match(self.embed(frame, f), match_th) for f in faces]
         labels = [m.label for m in matches]
         track_ids: list[int | None] = [None] * len(faces)
         if tracks is not None:
@@ -293,7 +350,8 @@ class FacePipeline:
         if pick == "largest":
             return [(faces[i], self.embed(frame, faces[i])) for i in pick_for_enrol(faces, pick)]
         vectors = [self.embed(frame, f) for f in faces]
-        matches = [match(v, bank_vectors, bank_labels, match_th) for v in vectors]
+        index = self.bank_index(bank_vectors, bank_labels)
+        matches = [index.match(v, match_th) for v in vectors]
         return [(faces[i], vectors[i]) for i in pick_for_enrol(faces, pick, matches=matches)]
 
 

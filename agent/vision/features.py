@@ -6,17 +6,16 @@ model's colour order and scaled by the manifest contract ``(x - mean) * scale``,
 The model's ``feature`` output (1280 floats, global-average-pooled) is returned as it is: MaixPy
 compares raw features by plain L2, with no normalisation.
 
-:func:`preprocess` is the one pixel kernel here (cv2 + NumPy); it is kept small and
-self-contained so that a faster implementation (``fastpath``) can replace it later.
+:func:`preprocess` is the one pixel kernel here: a single fused ``fastpath`` pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
+import fastpath
 from agent.errors import CommandError, ModelError
 from agent.models.manifest import InputSpec
 from agent.vision.runtime import OnnxModel
@@ -46,22 +45,29 @@ def crop_box(frame: np.ndarray, box: Sequence[float] | None) -> np.ndarray:
 
 
 def preprocess(frame_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """One BGR uint8 image (H, W, 3) → CHW float32 input for ``spec`` (centre-crop cover)."""
+    """One BGR uint8 image (H, W, 3) → CHW float32 input for ``spec`` (centre-crop cover).
+
+    One fused :func:`fastpath.letterbox_chw` pass: the largest centred region with the target's
+    aspect ratio, resized with OpenCV's ``INTER_AREA`` box filter when shrinking (bilinear when
+    enlarging a small crop), colour swap, ``(x - mean) * scale``, CHW.
+    """
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.size == 0:
         raise CommandError("bad_request", f"expected a non-empty BGR image (H, W, 3), got {frame_bgr.shape}")
+    if frame_bgr.dtype != np.uint8:
+        frame_bgr = np.clip(frame_bgr, 0, 255).astype(np.uint8)
     th, tw = spec.size or (224, 224)
-    h, w = frame_bgr.shape[:2]
-    # Cover: the largest centred region with the target's aspect ratio, then resize.
-    side_w = min(w, round(h * tw / th))
-    side_h = min(h, round(w * th / tw))
-    x0, y0 = (w - side_w) // 2, (h - side_h) // 2
-    roi = frame_bgr[y0 : y0 + side_h, x0 : x0 + side_w]
-    interp = cv2.INTER_AREA if side_w > tw else cv2.INTER_CUBIC
-    img = cv2.resize(roi, (tw, th), interpolation=interp)
-    if spec.colour == "rgb":
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    x = (img.astype(np.float32) - np.float32(spec.mean)) * np.float32(spec.scale)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    frame = frame_bgr if frame_bgr.flags.c_contiguous else np.ascontiguousarray(frame_bgr)
+    blob, _ = fastpath.letterbox_chw(
+        frame,
+        th,
+        tw,
+        mode="cover",
+        interpolation="area",
+        swap_rb=spec.colour == "rgb",
+        mean=float(spec.mean),
+        scale=float(spec.scale),
+    )
+    return blob[0]
 
 
 class FeatureExtractor:

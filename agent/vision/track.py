@@ -41,7 +41,7 @@ Beyond MaixPy (its NanoTrack has no recovery; its MixFormerV2 has a full-frame s
 * Misses below ``lost_after`` still publish ``tracking`` (a brief dropout coasts, the state does
   not move); ``lost_after=1`` gives MaixPy's "lost on the first miss".
 
-All crops go through :func:`crop_square`, the one function to swap for ``fastpath`` later.
+All crops go through :func:`crop_square` (OpenCV's 8-bit crop, converted by fastpath).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+import fastpath
 from agent.vision.runtime import OnnxModel
 
 TrackState = Literal["tracking", "lost", "searching"]
@@ -121,7 +122,10 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int, 
     """Square of ``side`` frame pixels centred on (cx, cy), padded with ``pad``, resized to ``out``.
 
     Same geometry as pysot's ``get_subwindow`` (corner at ``floor(c − (side+1)/2 + 0.5)``, then
-    ``cv2.resize``), done in one ``warpAffine``. Returns a float32 [1, 3, out, out] BGR tensor.
+    ``cv2.resize``), done in one ``warpAffine`` into an 8-bit crop, then one fused fastpath pass
+    (HWC→CHW float32). The crop stays OpenCV's, bit for bit: the thresholds were calibrated on it
+    and a Siamese tracker's score reacts to single grey levels (``fastpath.crop_resize`` gives the
+    same crop up to ±1 grey level, not exactly). Returns a float32 [1, 3, out, out] BGR tensor.
     """
     side_i = max(1, round(side))
     x0 = math.floor(cx - (side_i + 1) / 2 + 0.5)
@@ -136,7 +140,8 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int, 
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=pad,
     )
-    return np.ascontiguousarray(patch.transpose(2, 0, 1)[None], dtype=np.float32)
+    blob, _ = fastpath.letterbox_chw(np.asarray(patch, np.uint8), out, out, mode="stretch")  # 1:1: exact
+    return blob
 
 
 def _change(r: np.ndarray) -> np.ndarray:
@@ -224,7 +229,8 @@ class NanoTracker:
             raise ValueError(f"box {box} does not overlap the {ww}x{hh} frame")
         p = self.params
         mean = cv2.mean(frame)
-        self._pad = (mean[0], mean[1], mean[2])
+        # a pixel value, as OpenCV's border colour always was (rounded half to even, like cvRound)
+        self._pad = (float(round(mean[0])), float(round(mean[1])), float(round(mean[2])))
         self.center = (x + w / 2.0, y + h / 2.0)
         self.size = (w, h)
         self.misses = 0

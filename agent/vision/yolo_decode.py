@@ -1,15 +1,16 @@
 """YOLOv8-seg pre- and post-processing: letterbox, anchor decode, class-aware NMS.
 
-Pure NumPy/OpenCV; no model and no MQTT here. :func:`letterbox` is the one place that turns a
-frame into the network input, so a faster kernel (fastpath) can replace it later.
+Pure NumPy + fastpath; no model and no MQTT here. :func:`letterbox` is the one place that turns a
+frame into the network input (one fused fastpath kernel).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
+
+import fastpath
 
 # Output0 layout per anchor: 4 box values, then the class scores, then the mask coefficients.
 N_MASK_COEFFS = 32
@@ -55,21 +56,18 @@ def letterbox(
 ) -> tuple[np.ndarray, Letterbox]:
     """Frame (HxWx3 BGR uint8) → float32 [1,3,H,W] network input and its geometry.
 
-    Resize (bilinear) to fit ``size`` (H, W), pad with ``pad``, swap to RGB, multiply by ``scale``.
+    Resize (bilinear) to fit ``size`` (H, W), pad with ``pad``, swap to RGB, multiply by ``scale``:
+    one fused :func:`fastpath.letterbox_chw` pass (the same centring as Ultralytics: its
+    ``round(d - 0.1)`` padding is ``(in - new) // 2``). A 640x480 frame into 320 is an exact 2:1
+    reduction, which fastpath computes as the 2x2 mean.
     """
     in_h, in_w = size
     fh, fw = frame_bgr.shape[:2]
     geo = letterbox_geometry(fh, fw, in_h, in_w)
-    img = frame_bgr
-    if (geo.width, geo.height) != (fw, fh):
-        img = cv2.resize(frame_bgr, (geo.width, geo.height), interpolation=cv2.INTER_LINEAR)
-    bottom = in_h - geo.height - geo.top
-    right = in_w - geo.width - geo.left
-    if geo.top or bottom or geo.left or right:
-        img = cv2.copyMakeBorder(
-            img, geo.top, bottom, geo.left, right, cv2.BORDER_CONSTANT, value=(pad, pad, pad)
-        )
-    blob = cv2.dnn.blobFromImage(img, scalefactor=scale, swapRB=rgb)
+    frame = frame_bgr if frame_bgr.flags.c_contiguous else np.ascontiguousarray(frame_bgr)
+    blob, tr = fastpath.letterbox_chw(frame, in_h, in_w, swap_rb=rgb, scale=scale, pad=pad)
+    if (tr.pad_x, tr.pad_y) != (geo.left, geo.top):  # degenerate sizes only (fastpath keeps >= 1 px)
+        geo = replace(geo, left=int(tr.pad_x), top=int(tr.pad_y))
     return blob, geo
 
 

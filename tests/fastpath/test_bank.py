@@ -56,7 +56,7 @@ def test_parity_random(n: int, d: int, q: int, k: int, dtype: str, metric: str, 
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
-def test_exact_match_found(dtype: str) -> None:
+def test_exact_match_found(dtype: str, simd: str) -> None:
     rng = np.random.default_rng(0)
     vecs = rng.normal(size=(500, 128)).astype(np.float32)
     bank = fastpath.make_bank(vecs, dtype)  # type: ignore[arg-type]
@@ -69,7 +69,21 @@ def test_exact_match_found(dtype: str) -> None:
         assert dist[0, 0] < 0.05 * np.linalg.norm(vecs[42]) and dist[0, 1] > 5
 
 
-def test_int8_top1_agrees_with_float32() -> None:
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize(("n", "d"), [(1, 1), (7, 3), (300, 128), (1000, 130), (257, 17)])
+def test_parity_every_simd_level(dtype: str, n: int, d: int, simd: str) -> None:
+    # sizes around the SIMD widths (16 int8 / 8 float lanes) and the 256-row block
+    rng = np.random.default_rng(n * 100 + d)
+    vecs = rng.normal(size=(n, d)).astype(np.float32)
+    queries = rng.normal(size=(3, d)).astype(np.float32)
+    bank = fastpath.make_bank(vecs, dtype)  # type: ignore[arg-type]
+    for metric in ("cosine", "l2"):
+        cy, py = both(fastpath.bank_search, queries, bank, k=5, metric=metric)
+        scale = 1.0 if metric == "cosine" else float(np.sqrt(2 * d) + 1)
+        _check_pair(cy, py, (2e-3 if dtype == "int8" else 1e-4) * scale)
+
+
+def test_int8_top1_agrees_with_float32(simd: str) -> None:
     rng = np.random.default_rng(1)
     vecs = rng.normal(size=(5000, 128)).astype(np.float32)
     queries = vecs[rng.integers(0, 5000, 300)] + rng.normal(0, 0.5, (300, 128)).astype(np.float32)

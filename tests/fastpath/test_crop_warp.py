@@ -71,11 +71,13 @@ def test_crop_parity_random(
     [
         (300.0, 200.0, 150, 127),
         (10.0, 15.0, 300, 255),
+        (320.0, 240.0, 254, 127),  # exact 2:1 inside the frame
+        (200.5, 150.5, 127, 127),  # 1:1
         (-30.0, 700.0, 80, 127),
         (100.4, 99.6, 127, 127),
     ],
 )
-def test_crop_matches_pysot(eval_dir: Path, rel: str, cx: float, cy: float, side: int, out: int) -> None:
+def test_crop_matches_pysot(eval_dir: Path, rel: str, cx: float, cy: float, side: int, out: int, simd: str) -> None:
     img = read_image(eval_dir, rel)
     border = (10, 120, 240)
     want = pysot_subwindow(img, cx, cy, side, out, border).astype(np.float32).transpose(2, 0, 1)
@@ -118,7 +120,7 @@ def _face_matrix(rng: np.random.Generator) -> npt.NDArray[np.float64]:
 
 
 @pytest.mark.parametrize("rel", REAL_IMAGES)
-def test_warp_matches_opencv(eval_dir: Path, rel: str) -> None:
+def test_warp_matches_opencv(eval_dir: Path, rel: str, simd: str) -> None:
     img = read_image(eval_dir, rel)
     rng = np.random.default_rng(7)
     for _ in range(5):

@@ -20,7 +20,7 @@ import fastpath
 from tests.fastpath import REAL_IMAGES, both, random_image, read_image
 
 PARITY_ATOL_GREY = 1e-3
-MODES = ("letterbox", "stretch", "cover")
+MODES = ("letterbox", "stretch", "cover", "topleft")
 
 
 def assert_parity(cy: npt.NDArray[np.float32], py: npt.NDArray[np.float32], scale: float) -> None:
@@ -48,6 +48,7 @@ def cv2_letterbox(
     out_h=st.integers(1, 40),
     out_w=st.integers(1, 40),
     mode=st.sampled_from(MODES),
+    interpolation=st.sampled_from(["linear", "area"]),
     swap=st.booleans(),
     mean=st.one_of(st.just(0.0), st.tuples(*[st.floats(0, 255)] * 3)),
     scale=st.sampled_from([1.0, 1 / 255, 1 / 128, -2.0]),
@@ -55,11 +56,11 @@ def cv2_letterbox(
     seed=st.integers(0, 2**32 - 1),
 )
 def test_parity_random(
-    h: int, w: int, out_h: int, out_w: int, mode: str, swap: bool,
+    h: int, w: int, out_h: int, out_w: int, mode: str, interpolation: str, swap: bool,
     mean: float | tuple[float, float, float], scale: float, pad: int, seed: int,
 ) -> None:  # fmt: skip
     img = random_image(np.random.default_rng(seed), h, w)
-    kw = {"mode": mode, "swap_rb": swap, "mean": mean, "scale": scale, "pad": pad}
+    kw = {"mode": mode, "swap_rb": swap, "mean": mean, "scale": scale, "pad": pad, "interpolation": interpolation}
     (cy, tr_cy), (py, tr_py) = both(fastpath.letterbox_chw, img, out_h, out_w, **kw)
     assert tr_cy == tr_py
     assert cy.shape == (1, 3, out_h, out_w)
@@ -69,10 +70,10 @@ def test_parity_random(
 @pytest.mark.parametrize(
     ("h", "w", "out_h", "out_w"),
     [(1, 1, 1, 1), (1, 1, 7, 5), (3, 1, 9, 9), (480, 640, 320, 320), (479, 641, 321, 255),
-     (100, 37, 64, 64), (5, 1000, 32, 48)],
+     (100, 37, 64, 64), (5, 1000, 32, 48), (480, 640, 480, 640), (240, 322, 120, 161), (17, 33, 40, 40)],
 )  # fmt: skip
 @pytest.mark.parametrize("mode", MODES)
-def test_parity_fixed_shapes(h: int, w: int, out_h: int, out_w: int, mode: str) -> None:
+def test_parity_fixed_shapes(h: int, w: int, out_h: int, out_w: int, mode: str, simd: str) -> None:
     img = random_image(np.random.default_rng(h * 1000 + w), h, w)
     (cy, _), (py, _) = both(fastpath.letterbox_chw, img, out_h, out_w, mode=mode, swap_rb=True, scale=1 / 255)
     assert_parity(cy, py, 1 / 255)
@@ -80,12 +81,13 @@ def test_parity_fixed_shapes(h: int, w: int, out_h: int, out_w: int, mode: str) 
 
 @pytest.mark.parametrize("rel", REAL_IMAGES)
 @pytest.mark.parametrize("mode", MODES)
-def test_parity_real_images(eval_dir: Path, rel: str, mode: str) -> None:
+@pytest.mark.parametrize("interpolation", ["linear", "area"])
+def test_parity_real_images(eval_dir: Path, rel: str, mode: str, interpolation: str, simd: str) -> None:
     img = read_image(eval_dir, rel)
     for out_h, out_w in ((320, 320), (224, 224), (240, 320)):
         (cy, _), (py, _) = both(
             fastpath.letterbox_chw, img, out_h, out_w, mode=mode, mean=(127, 127, 127),
-            scale=1 / 128, swap_rb=True,
+            scale=1 / 128, swap_rb=True, interpolation=interpolation,
         )  # fmt: skip
         assert_parity(cy, py, 1 / 128)
 
@@ -184,6 +186,7 @@ def test_letterbox_content_lands_where_transform_says() -> None:
         (np.zeros((4, 8, 3), np.uint8)[:, ::2], {}, "C-contiguous"),
         ([[[0, 0, 0]]], {}, "numpy array"),
         (np.zeros((4, 4, 3), np.uint8), {"mode": "fit"}, "mode"),
+        (np.zeros((4, 4, 3), np.uint8), {"interpolation": "cubic"}, "interpolation"),
         (np.zeros((4, 4, 3), np.uint8), {"pad": 300}, "pad"),
         (np.zeros((4, 4, 3), np.uint8), {"mean": (1, 2)}, "mean"),
         (np.zeros((4, 4, 3), np.uint8), {"scale": float("nan")}, "scale"),
@@ -200,3 +203,86 @@ def test_validation(img: object, kwargs: dict[str, object], match: str) -> None:
 def test_validation_size(size: object) -> None:
     with pytest.raises(ValueError, match="positive integer"):
         fastpath.letterbox_chw(np.zeros((4, 4, 3), np.uint8), size, 8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("shape", "out", "mode", "kind"),
+    [
+        ((480, 640), (320, 320), "letterbox", "half"),  # the segmenter's 640x480 → 320
+        ((480, 640), (240, 320), "stretch", "half"),
+        ((480, 640), (480, 640), "topleft", "copy"),  # the face detectors at 640x480
+        ((224, 224), (224, 224), "cover", "copy"),
+        ((480, 640), (224, 224), "cover", "general"),
+        ((481, 640), (320, 320), "letterbox", "general"),
+    ],
+)
+def test_special_cases_are_chosen(shape: tuple[int, int], out: tuple[int, int], mode: str, kind: str) -> None:
+    assert fastpath.resample_kind(shape, *out, mode) == kind  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rel", REAL_IMAGES)
+@pytest.mark.parametrize(("out_h", "out_w"), [(224, 224), (97, 131), (480, 360)])
+def test_area_matches_opencv(eval_dir: Path, rel: str, out_h: int, out_w: int, simd: str) -> None:
+    # the spec is OpenCV's INTER_AREA (box filter) when shrinking; OpenCV rounds to uint8
+    img = read_image(eval_dir, rel)
+    if img.shape[0] < out_h or img.shape[1] < out_w:
+        img = cv2.resize(img, (out_w * 2 + 7, out_h * 3 + 1))
+    want = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA).astype(np.float32).transpose(2, 0, 1)
+    for impl in ("cython", "python"):
+        fastpath.set_implementation(impl)
+        try:
+            got, _ = fastpath.letterbox_chw(img, out_h, out_w, mode="stretch", interpolation="area")
+        finally:
+            fastpath.set_implementation("auto")
+        assert np.abs(got[0] - want).max() <= 0.5 + 1e-3, impl
+
+
+def test_area_enlarging_is_linear() -> None:
+    img = random_image(np.random.default_rng(4), 20, 30)
+    a, _ = fastpath.letterbox_chw(img, 40, 60, mode="stretch", interpolation="area")
+    b, _ = fastpath.letterbox_chw(img, 40, 60, mode="stretch")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_topleft_places_the_frame_at_the_corner() -> None:
+    img = np.full((100, 200, 3), 200, np.uint8)
+    for impl in ("cython", "python"):
+        fastpath.set_implementation(impl)
+        try:
+            out, tr = fastpath.letterbox_chw(img, 64, 64, mode="topleft", pad=0)
+        finally:
+            fastpath.set_implementation("auto")
+        assert (tr.pad_x, tr.pad_y, tr.scale_x) == (0.0, 0.0, 64 / 200)
+        assert out[0, :, :32].min() == 200.0 and out[0, :, 32:].max() == 0.0
+
+
+def test_cached_plan_is_reused_safely() -> None:
+    # the hot path (a plan cached for the same arguments) gives the same answer, validates the
+    # image layout and the out buffer, and a different image size builds a new plan
+    rng = np.random.default_rng(9)
+    img = random_image(rng, 48, 64)
+    first, tr1 = fastpath.letterbox_chw(img, 32, 32, swap_rb=True, scale=1 / 255)
+    again, tr2 = fastpath.letterbox_chw(img, 32, 32, swap_rb=True, scale=1 / 255)
+    np.testing.assert_array_equal(first, again)
+    assert tr1 is tr2
+    with pytest.raises(ValueError, match="C-contiguous"):
+        fastpath.letterbox_chw(np.ascontiguousarray(img[:, ::-1])[:, ::-1], 32, 32, swap_rb=True, scale=1 / 255)
+    with pytest.raises(ValueError, match="shape"):
+        fastpath.letterbox_chw(img, 32, 32, swap_rb=True, scale=1 / 255, out=np.zeros((1, 3, 8, 8), np.float32))
+    other, tr3 = fastpath.letterbox_chw(random_image(rng, 24, 64), 32, 32, swap_rb=True, scale=1 / 255)
+    assert tr3.scale_x == 0.5 and other.shape == (1, 3, 32, 32)
+    (cy, _), (py, _) = both(fastpath.letterbox_chw, img, 32, 32, swap_rb=True, scale=[1 / 255] * 3)
+    assert_parity(cy, py, 1 / 255)
+
+
+def test_kernels_release_the_gil_and_are_thread_safe() -> None:
+    # two threads sharing one cached plan produce the same results as one thread
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    imgs = [random_image(rng, 480, 640) for _ in range(4)]
+    want = [fastpath.letterbox_chw(im, 320, 320, swap_rb=True)[0] for im in imgs]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda im: fastpath.letterbox_chw(im, 320, 320, swap_rb=True)[0], imgs * 3))
+    for i, g in enumerate(got):
+        np.testing.assert_array_equal(g, want[i % 4])

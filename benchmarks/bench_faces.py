@@ -1,0 +1,151 @@
+"""Benchmark: face recognition end to end vs the models alone vs OpenCV's own face pipeline.
+
+Run on demand (not by pytest):  .venv/bin/python benchmarks/bench_faces.py [--rounds N] [--threads N]
+
+A 640x480 frame with one face (faces/obama.jpg fitted into 640x480). The agent: YuNet + SFace,
+detect → align → embed → match against 1,000 enrolled vectors → the ``faces`` result built (what
+``FaceService.recognise`` returns for a live frame). The models alone: YuNet on the frame's blob +
+SFace on the aligned face's blob (onnxruntime, same sessions). The peer: OpenCV's
+``FaceDetectorYN`` + ``FaceRecognizerSF`` on the same model files (detect, ``alignCrop``,
+``feature``, cosine against the same 1,000 vectors with NumPy, the same result built). All three
+run alternately; median per frame. Writes benchmarks/results/bench_faces.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fastpath
+from agent.models import load_manifest
+from agent.vision.face_align import align_blob
+from agent.vision.faces import FacePipeline, FaceTracks
+from agent.vision.runtime import OnnxModel
+from benchmarks.common import EVAL, MODELS, RESULTS, Row, alternate, machine, med, ms
+
+Image = npt.NDArray[np.uint8]
+ENROLLED = 1000
+
+
+def one_face_frame() -> Image:
+    """faces/obama.jpg scaled to 480 px high and centred on a 640x480 grey canvas."""
+    img = cv2.imread(str(EVAL / "faces" / "obama.jpg"), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(EVAL / "faces" / "obama.jpg")
+    h, w = img.shape[:2]
+    nw = round(w * 480 / h)
+    small = cv2.resize(img, (nw, 480), interpolation=cv2.INTER_AREA)
+    canvas = np.full((480, 640, 3), 114, np.uint8)
+    x0 = (640 - nw) // 2
+    canvas[:, x0 : x0 + nw] = small
+    return canvas
+
+
+def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
+    fastpath.set_implementation("cython")
+    cv2.setNumThreads(threads)
+    manifest = load_manifest()
+    det_spec, emb_spec = manifest.get("yunet"), manifest.get("sface")
+    pipe = FacePipeline(OnnxModel(det_spec, MODELS, threads), "yunet", OnnxModel(emb_spec, MODELS, threads))
+    frame = one_face_frame()
+    faces = pipe.detect(frame)
+    if len(faces) != 1:
+        raise RuntimeError(f"expected one face in the benchmark frame, found {len(faces)}")
+    rng = np.random.default_rng(0)
+    bank = rng.normal(size=(ENROLLED, 128)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    bank[17] = pipe.embed(frame, faces[0])  # the person is enrolled (one of 1,000 samples)
+    labels = [f"person_{i // 4}" for i in range(ENROLLED)]
+    tracks = FaceTracks()
+
+    def agent() -> object:
+        return {"faces": pipe.recognise(frame, bank, labels, detect_th=0.6, tracks=tracks)}
+
+    det_blob, _ = pipe.detector.preprocess(frame)
+    emb_blob = align_blob(frame, faces[0].points, 112, rgb=True)
+
+    def models_only() -> object:
+        pipe.detector.model(det_blob)
+        return pipe.embedder(emb_blob)
+
+    yn = cv2.FaceDetectorYN.create(str(MODELS / det_spec.file), "", (640, 480), 0.6, 0.3, 5000)
+    sf = cv2.FaceRecognizerSF.create(str(MODELS / emb_spec.file), "")
+    label_names = list(dict.fromkeys(labels))
+    label_of = np.array([label_names.index(lb) for lb in labels])
+
+    def opencv() -> object:
+        _, found = yn.detect(frame)
+        out = []
+        for row in found if found is not None else []:
+            feat = sf.feature(sf.alignCrop(frame, row)).reshape(-1)
+            feat = feat / (np.linalg.norm(feat) + 1e-12)
+            scores = 0.5 + 0.5 * (bank @ feat)
+            best = int(np.argmax(scores))
+            named = scores[best] > 0.7
+            out.append(
+                {
+                    "box": [round(float(v)) for v in row[:4]],
+                    "score": round(float(row[14]), 4),
+                    "points": [[round(float(row[4 + 2 * i]), 1), round(float(row[5 + 2 * i]), 1)] for i in range(5)],
+                    "label": label_names[label_of[best]] if named else "unknown",
+                    "class_id": int(label_of[best]) + 1 if named else 0,
+                    "similarity": round(float(scores[best]), 4),
+                }
+            )
+        return {"faces": out}
+
+    for _ in range(3):  # the live per-track vote names a face from its third frame on
+        result = agent()
+    assert isinstance(result, dict) and result["faces"][0]["label"] == labels[17], result
+    assert opencv()["faces"][0]["label"] == labels[17]  # type: ignore[index]
+    times = alternate({"agent": agent, "models": models_only, "opencv": opencv}, rounds)
+    m = {k: med(v) for k, v in times.items()}
+    r_models = m["agent"] / m["models"]
+    r_cv = m["opencv"] / m["agent"]
+    rows = [
+        Row(
+            "faces",
+            "YuNet+SFace 640x480, 1 face, match vs 1,000 → result: end to end vs the two models alone",
+            ms(m["agent"]),
+            ms(m["models"]),
+            r_models,
+            "<= 1.10x",
+            r_models <= 1.10,
+        ),
+        Row(
+            "faces",
+            "the same vs OpenCV FaceDetectorYN + FaceRecognizerSF (same files, same frame)",
+            ms(m["agent"]),
+            ms(m["opencv"]),
+            r_cv,
+            "> 1x",
+            r_cv > 1.0,
+        ),
+    ]
+    return rows, {"median_ms": m, "threads": threads, "rounds": rounds}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    rows, details = run(args.rounds, args.threads)
+    for r in rows:
+        print(f"{r.what:<95} {r.agent:>10} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}")
+    RESULTS.mkdir(exist_ok=True)
+    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
+    (RESULTS / "bench_faces.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

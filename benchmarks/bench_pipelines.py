@@ -1,0 +1,96 @@
+"""Benchmark: segmentation and classifier end to end vs their models alone.
+
+Run on demand (not by pytest):  .venv/bin/python benchmarks/bench_pipelines.py [--rounds N] [--threads N]
+
+* segment: YOLOv8n-seg 320 on a 640x480 frame (bus.jpg: several objects): letterbox, model,
+  decode, NMS, box masks, polygons, the ``segments`` result built — vs the model alone on the
+  prepared input.
+* classifier: MobileNetV2 features on a 640x480 frame (centre crop 224) → L2 ranking against 5
+  classes → the ``classify`` result built — vs the model alone on the prepared input.
+
+Alternately, median per frame. Writes benchmarks/results/bench_pipelines.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fastpath
+from agent.models import load_manifest
+from agent.vision.classifier import SelfLearnClassifier
+from agent.vision.features import FeatureExtractor, preprocess
+from agent.vision.runtime import OnnxModel
+from agent.vision.segment import Segmenter
+from benchmarks.common import EVAL, MODELS, RESULTS, Row, alternate, load_bgr, machine, med, ms
+
+CLASS_PHOTOS = ("motorcycle_left.png", "coffee.png", "chelsea.png", "rocket.jpg", "astronaut.png")
+
+
+def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
+    fastpath.set_implementation("cython")
+    manifest = load_manifest()
+    seg = Segmenter(OnnxModel(manifest.get("yolov8n_seg"), MODELS, threads))
+    frame = load_bgr(EVAL / "images" / "bus.jpg", (640, 480))
+    blob, _ = seg.preprocess(frame)
+    n_objects = len(seg.segment(frame, score_th=0.4))
+
+    extractor = FeatureExtractor(OnnxModel(manifest.get("mobilenet_v2"), MODELS, threads))
+    clf = SelfLearnClassifier(extractor.dim, 14.0)
+    for name in CLASS_PHOTOS:
+        clf.add_class(name.split(".")[0], extractor.extract(load_bgr(EVAL / "images" / name)))
+    x = preprocess(frame, extractor.spec)[None]
+
+    cases = {
+        "segment": lambda: {"objects": seg.segment(frame, score_th=0.4, iou_th=0.45)},
+        "segment model": lambda: seg.model(blob),
+        "classify": lambda: clf.classify(extractor.extract(frame)).to_result(),
+        "classify model": lambda: extractor.run(x),
+    }
+    times = alternate(cases, rounds)
+    m = {k: med(v) for k, v in times.items()}
+    r_seg = m["segment"] / m["segment model"]
+    r_cls = m["classify"] / m["classify model"]
+    rows = [
+        Row(
+            "segment",
+            f"YOLOv8n-seg 320, 640x480 ({n_objects} objects): decode, NMS, masks, polygons, result vs model",
+            ms(m["segment"]),
+            ms(m["segment model"]),
+            r_seg,
+            "<= 1.15x",
+            r_seg <= 1.15,
+        ),
+        Row(
+            "classifier",
+            f"MobileNetV2 224, 640x480 centre crop, {len(CLASS_PHOTOS)} classes → result vs model",
+            ms(m["classify"]),
+            ms(m["classify model"]),
+            r_cls,
+            "<= 1.10x",
+            r_cls <= 1.10,
+        ),
+    ]
+    return rows, {"median_ms": m, "threads": threads, "rounds": rounds, "segment_objects": n_objects}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    rows, details = run(args.rounds, args.threads)
+    for r in rows:
+        print(f"{r.what:<95} {r.agent:>10} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}")
+    RESULTS.mkdir(exist_ok=True)
+    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
+    (RESULTS / "bench_pipelines.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Benchmark: the NanoTrack tracker per frame vs its networks alone vs OpenCV's cv2.TrackerNano.
+
+Run on demand (not by pytest):  .venv/bin/python benchmarks/bench_track.py [--passes N] [--threads N]
+
+VOT2015 "bag" (196 frames, 480x360), initialised on frame 1 with the ground truth, never
+re-initialised; ``--passes`` runs of the whole video. Per frame, alternately: the agent's
+tracker as configured by default (NanoTrack v2 + the template check, ``verify``), the same
+without the check, NanoTrack's own networks alone (search backbone + head on a prepared crop), and
+``cv2.TrackerNano`` (same v2 files). Mean IoU over frames 2..196 for the trackers. Median per
+frame. Writes benchmarks/results/bench_track.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fastpath
+from agent.models import load_manifest
+from agent.vision.runtime import OnnxModel
+from agent.vision.track import NanoTracker, TrackParams, crop_square
+from benchmarks.common import EVAL, MODELS, RESULTS, Row, machine, med, ms
+from tools.eval_track import iou, load_sequence
+
+
+def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
+    fastpath.set_implementation("cython")
+    cv2.setNumThreads(threads)
+    frames, gt = load_sequence(EVAL / "tracking" / "vot15_bag")
+    manifest = load_manifest()
+    bb_spec, hd_spec = manifest.get("nanotrack_v2_backbone"), manifest.get("nanotrack_v2_head")
+    backbone, head = OnnxModel(bb_spec, MODELS, threads), OnnxModel(hd_spec, MODELS, threads)
+    times: dict[str, list[float]] = {"agent": [], "agent no verify": [], "nets": [], "opencv": [], "agent nets": []}
+    ious: dict[str, list[float]] = {"agent": [], "agent no verify": [], "opencv": []}
+    # NanoTrack's networks alone: the backbone on a 255 search crop, the head on it + the template
+    probe = NanoTracker(backbone, head)
+    probe.init(frames[0], gt[0])
+    template = probe._template  # the (1, 48, 8, 8) template features
+    x = crop_square(frames[0], *probe.center, 2 * probe._template_side(), 255, probe._pad)
+    bb_in, bb_out = bb_spec.input.name, backbone.output_names[0]
+    hd_t, hd_x = hd_spec.input.name, next(iter(hd_spec.extra_inputs))
+
+    def nets() -> None:
+        xf = backbone.run({bb_in: x}, [bb_out])[0]
+        head.run({hd_t: template, hd_x: xf})  # type: ignore[dict-item]
+
+    for _ in range(passes):
+        agent = NanoTracker(backbone, head)
+        plain = NanoTracker(backbone, head, TrackParams(verify=False))
+        params = cv2.TrackerNano_Params()  # type: ignore[attr-defined]
+        params.backbone = str(MODELS / bb_spec.file)
+        params.neckhead = str(MODELS / hd_spec.file)
+        peer = cv2.TrackerNano_create(params)  # type: ignore[attr-defined]
+        agent.init(frames[0], gt[0])
+        plain.init(frames[0], gt[0])
+        peer.init(frames[0], tuple(round(v) for v in gt[0]))
+        for frame, box in zip(frames[1:], gt[1:], strict=True):
+            net0 = agent.net_seconds
+            t0 = time.perf_counter()
+            r = agent.track(frame)
+            times["agent"].append((time.perf_counter() - t0) * 1e3)
+            times["agent nets"].append((agent.net_seconds - net0) * 1e3)
+            ious["agent"].append(iou(r.box, box))
+            t0 = time.perf_counter()
+            r = plain.track(frame)
+            times["agent no verify"].append((time.perf_counter() - t0) * 1e3)
+            ious["agent no verify"].append(iou(r.box, box))
+            t0 = time.perf_counter()
+            nets()
+            times["nets"].append((time.perf_counter() - t0) * 1e3)
+            t0 = time.perf_counter()
+            _, rect = peer.update(frame)
+            times["opencv"].append((time.perf_counter() - t0) * 1e3)
+            ious["opencv"].append(iou(tuple(float(v) for v in rect), box))
+    m = {k: med(v) for k, v in times.items()}
+    miou = {k: float(np.mean(v)) for k, v in ious.items()}
+    rows = [
+        Row(
+            "track",
+            f"NanoTrack v2 per frame, template check on (default; IoU {miou['agent']:.3f}) vs search+head alone",
+            ms(m["agent"]),
+            ms(m["nets"]),
+            m["agent"] / m["nets"],
+            "<= 1.2x",
+            m["agent"] / m["nets"] <= 1.2,
+            note=f"incl. the check's extra 127x127 backbone run; vs every network it ran: "
+            f"{m['agent'] / m['agent nets']:.2f}x ({ms(m['agent nets'])})",
+        ),
+        Row(
+            "track",
+            f"NanoTrack v2 per frame, check off (IoU {miou['agent no verify']:.3f}) vs search+head alone",
+            ms(m["agent no verify"]),
+            ms(m["nets"]),
+            m["agent no verify"] / m["nets"],
+            "<= 1.2x",
+            m["agent no verify"] / m["nets"] <= 1.2,
+        ),
+        Row(
+            "track",
+            f"vs cv2.TrackerNano (IoU agent {miou['agent']:.3f} / check off {miou['agent no verify']:.3f} "
+            f"/ OpenCV {miou['opencv']:.3f})",
+            f"{ms(m['agent'])} / {ms(m['agent no verify'])}",
+            ms(m["opencv"]),
+            m["opencv"] / m["agent"],
+            ">= 1.5x, IoU >=",
+            m["opencv"] / m["agent"] >= 1.5 and miou["agent"] >= miou["opencv"],
+            note=f"check off: {m['opencv'] / m['agent no verify']:.2f}x",
+        ),
+    ]
+    return rows, {"median_ms": m, "mean_iou": miou, "passes": passes, "threads": threads}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    rows, details = run(args.passes, args.threads)
+    for r in rows:
+        print(f"{r.what:<100} {r.agent:>18} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}  {r.note}")
+    RESULTS.mkdir(exist_ok=True)
+    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
+    (RESULTS / "bench_track.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

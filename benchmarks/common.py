@@ -1,0 +1,102 @@
+"""Shared helpers of the benchmarks: alternating timing, rows of the results table, paths.
+
+Every comparison runs its contenders *alternately* in the same loop (round r runs A, B, C, …
+once each) so that a noisy neighbour slows all of them alike, and reports the median per call.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+EVAL = Path(os.environ.get("MAIX_AGENT_EVAL_DIR", REPO.parent / "shared" / "eval"))
+MODELS = Path(os.environ.get("MAIX_AGENT_MODELS__DIR", REPO / "models"))
+
+
+@dataclass
+class Row:
+    """One line of the results table: the agent's figure, the peer's, their ratio and the bar."""
+
+    section: str
+    what: str
+    agent: str  # formatted figure (e.g. "0.10 ms")
+    peer: str  # formatted figure, or "" when there is no peer
+    ratio: float | None  # how the bar reads it (see ``bar``)
+    bar: str  # e.g. ">= 3x", "<= 1.10x", "report"
+    met: bool | None  # None: nothing to meet (a reported figure)
+    note: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def alternate(
+    cases: Mapping[str, Callable[[], object]],
+    rounds: int,
+    *,
+    warmup: int = 3,
+    every: Mapping[str, int] | None = None,
+) -> dict[str, list[float]]:
+    """Run every case once per round, in turn; per-call times in ms. ``every[name] = k`` runs a
+    slow case only every k-th round."""
+    every = every or {}
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(rounds):
+        for name, fn in cases.items():
+            if r % every.get(name, 1):
+                continue
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def med(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, np.float64), q)) if values else float("nan")
+
+
+def ms(value: float) -> str:
+    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms"
+
+
+def load_bgr(path: Path, size: tuple[int, int] | None = None) -> npt.NDArray[np.uint8]:
+    """A BGR uint8 image from the eval data, resized to ``size`` (w, h) when given."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read {path} (is ../shared/eval there? MAIX_AGENT_EVAL_DIR)")
+    if size is not None and (img.shape[1], img.shape[0]) != size:
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(img)
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "load_average_1m": round(load[0], 2),
+    }
