@@ -8,6 +8,12 @@ acknowledged; remote merges are batched by the caller with :meth:`EntryBank.save
 The file is ``{state}/banks/{bank}-{model}.msgpack``: a msgpack map ``{v, bank, model, dim,
 entries: [entry payload bytes…]}`` whose entries are the unsigned wire form. A file that cannot
 be read at start is moved aside with a log line and the bank starts empty (the fleet refills it).
+
+Order (class ids): every camera holding the same entries lists them in the same order. Entry
+ids are made from the creation stamp (``{wall_ms:012x}{counter:06x}{random}``), so they sort in
+creation order; labels are ordered by their earliest-created live entry and entries by id. A
+rename keeps the ids, so a renamed person keeps their class id (ordering by version stamp would
+move them to the end). Ids of another form (e.g. random ones) still give a fleet-wide order.
 """
 
 from __future__ import annotations
@@ -15,15 +21,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgpack
 import numpy as np
 
-from agent.bank.clock import HLC, ClockSkewError
+from agent.bank.clock import HLC, ClockSkewError, Stamp
 from agent.bank.entry import BankEntry, RejectedEntry
 from agent.storage import atomic_write, move_aside
 
@@ -32,8 +38,9 @@ FILE_VERSION = 1
 MAX_FILE_ENTRY_BYTES = 1 << 20
 
 
-def new_entry_id() -> str:
-    return uuid.uuid4().hex
+def new_entry_id(stamp: Stamp) -> str:
+    """A fleet-unique id that sorts by creation time: hex wall ms, hex counter, 48 random bits."""
+    return f"{stamp.wall_ms:012x}{stamp.counter:06x}{secrets.token_hex(6)}"
 
 
 class EntryBank:
@@ -87,16 +94,23 @@ class EntryBank:
             atomic_write(self.path, msgpack.packb(doc, use_bin_type=True))
 
     # -- reads ------------------------------------------------------------------------------
-    def live(self) -> list[BankEntry]:
-        """Live entries in the fleet-wide order: labels by their first stamp, then entries by stamp."""
+    def get(self, entry_id: str) -> BankEntry | None:
         with self.lock:
-            live = [e for e in self.entries.values() if not e.deleted]
-        first: dict[str, tuple[object, ...]] = {}
-        for e in live:
-            key = (e.hlc, e.id)
-            if e.label not in first or key < first[e.label]:  # type: ignore[operator]
-                first[e.label] = key
-        return sorted(live, key=lambda e: (first[e.label], e.label, e.hlc, e.id))
+            return self.entries.get(entry_id)
+
+    def snapshot(self) -> list[BankEntry]:
+        """Every entry, tombstones included (a copy of the list, in no particular order)."""
+        with self.lock:
+            return list(self.entries.values())
+
+    def live(self) -> list[BankEntry]:
+        """Live entries in the fleet-wide order: labels by their earliest-created entry, then by id."""
+        with self.lock:
+            live = sorted((e for e in self.entries.values() if not e.deleted), key=lambda e: e.id)
+        first: dict[str, int] = {}
+        for i, e in enumerate(live):
+            first.setdefault(e.label, i)
+        return sorted(live, key=lambda e: (first[e.label], e.id))
 
     def labels(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -144,20 +158,25 @@ class EntryBank:
         for cb in list(self.on_change):
             cb()
 
+    def _new(self, label: str, vector: np.ndarray) -> BankEntry:
+        stamp = self.clock.tick()
+        return BankEntry.from_vector(
+            id=new_entry_id(stamp),
+            bank=self.name,
+            label=label,
+            vector=np.asarray(vector, np.float32),
+            hlc=stamp,
+            origin=self.origin,
+        )
+
     def add(self, label: str, vectors: Iterable[np.ndarray]) -> list[BankEntry]:
         with self.lock:
-            made = [
-                BankEntry.from_vector(
-                    id=new_entry_id(),
-                    bank=self.name,
-                    label=label,
-                    vector=np.asarray(v, np.float32),
-                    hlc=self.clock.tick(),
-                    origin=self.origin,
-                )
-                for v in vectors
-            ]
-            return self._commit_local(made)
+            return self._commit_local([self._new(label, v) for v in vectors])
+
+    def add_many(self, items: Iterable[tuple[str, np.ndarray]]) -> list[BankEntry]:
+        """Several labelled vectors in one durable write (imports): all or nothing."""
+        with self.lock:
+            return self._commit_local([self._new(label, v) for label, v in items])
 
     def delete(self, predicate: Callable[[BankEntry], bool]) -> list[BankEntry]:
         with self.lock:
@@ -176,12 +195,20 @@ class EntryBank:
 
     # -- remote changes ---------------------------------------------------------------------
     def merge(self, entry: BankEntry) -> bool:
-        """Apply a remote version if it is newer (LWW); the caller saves after a batch."""
+        """Apply a remote version if it is newer (LWW); the caller saves after a batch.
+
+        Two different versions with the same stamp (only a forger or a bug can make them) are
+        decided by their canonical bytes, so every camera keeps the same one whatever the order
+        in which they arrive.
+        """
         with self.lock:
             self.clock.observe(entry.hlc)  # ClockSkewError propagates: the caller rejects it
             current = self.entries.get(entry.id)
-            if current is not None and current.hlc >= entry.hlc:
-                return False
+            if current is not None:
+                if current.hlc > entry.hlc or current == entry:
+                    return False
+                if current.hlc == entry.hlc and current.canonical() >= entry.canonical():
+                    return False
             self.entries[entry.id] = entry
             self._changed()
             return True
