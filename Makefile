@@ -32,6 +32,9 @@ broker:
 	  { echo "installing mosquitto with apt-get"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients; }
 	@{ command -v mosquitto || ls /usr/sbin/mosquitto; } >/dev/null
+	@command -v openssl >/dev/null 2>&1 || \
+	  { echo "installing openssl with apt-get (the TLS tests make throwaway certificates)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 
 models: venv
 	$(PY) -m agent models fetch --from "$(MIRROR)"
@@ -51,8 +54,29 @@ test: setup lint
 unit: build
 	$(PY) -m pytest tests/unit tests/fastpath -q
 
+# The results table against the named peers (benchmarks/run.py; BENCH_ARGS=--quick for a smoke
+# run), then the fleet sync benchmark. JSON goes to benchmarks/results/ (git-ignored).
+BENCH_ARGS ?=
 bench: setup
-	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_fleet.py
+
+# Opt-in, not part of `make test`: a real Home Assistant (2024.3.3, the newest release for Python
+# 3.11, ~400 MB in its own venv) creates every entity from the agent's MQTT discovery, drives the
+# camera and its log must stay clean (tools/ha_check.py). About 15 s once HA's first start has
+# installed its own dependencies.
+HA_VENV ?= .ha-venv
+HA_VERSION ?= 2024.3.3
+
+$(HA_VENV)/.deps:
+	$(PYTHON) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/pip install --quiet --upgrade pip wheel
+	$(HA_VENV)/bin/pip install --quiet "homeassistant==$(HA_VERSION)" "paho-mqtt==1.6.1"
+	touch $@
+
+.PHONY: test-ha
+test-ha: setup $(HA_VENV)/.deps
+	$(PY) tools/ha_check.py --hass $(HA_VENV)/bin/hass
 
 clean:
 	rm -rf build $(VENV) *.egg-info fastpath/*.so fastpath/*.c

@@ -40,12 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings(args)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return 1
+    settings = _settings(args)  # a ConfigError is printed line by line by main(), exit 1
     from agent.models import load_manifest
     from agent.models.fetch import verify
 
@@ -79,12 +74,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_print_config(args: argparse.Namespace) -> int:
-    try:
-        settings = _settings(args)
-    except ConfigError as exc:
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return 1
+    settings = _settings(args)  # a ConfigError is printed line by line by main(), exit 1
     print(json.dumps(masked_dump(settings), indent=2))
     return 0
 

@@ -17,10 +17,13 @@ from typing import Any
 from agent import __version__
 from agent.bank.clock import HLC
 from agent.bank.store import EntryBank
+from agent.bank.sync import FleetSync
 from agent.commands import all_commands
 from agent.commands.context import Context
 from agent.controls import Controls
 from agent.errors import TransportError
+from agent.events import Event, EventDetector
+from agent.homeassistant import DeviceInfo, HaTopics, HomeAssistantBridge
 from agent.models import ModelSpec, load_manifest
 from agent.mqtt import codec
 from agent.mqtt.client import MqttLink
@@ -41,6 +44,7 @@ from agent.vision.draw import draw_results, encode_jpeg
 from agent.worker import VisionWorker
 
 log = logging.getLogger(__name__)
+PACKET_OVERHEAD = 64 << 10  # topic + properties on top of the largest payload the limits allow
 
 
 def feature_dim(spec: ModelSpec) -> int:
@@ -76,6 +80,18 @@ class Agent:
         self.frames_rejected = 0
         self.context = Context(settings, self.device_id, self.controls, self.info)
         self._build_pipelines()
+        fleet = settings.fleet
+        self.fleet_sync = FleetSync(
+            self.topics,
+            [self.face_bank, self.class_bank],
+            self._publish,
+            key=fleet.key.get_secret_value().encode() if fleet.key else None,
+            max_bytes=settings.limits.bank_entry_bytes,
+            queue_bytes=fleet.queue_bytes,
+            quiet=fleet.quiet,
+            max_wait=fleet.max_wait,
+            qos=fleet.subscribe_qos,
+        )
         self.link: MqttLink | None = None
         self.router = CommandRouter(
             all_commands(),
@@ -85,13 +101,23 @@ class Agent:
             max_bytes=settings.limits.command_bytes,
             queue_size=settings.limits.command_queue,
             qos=settings.mqtt.qos,
+            expensive_rate=settings.limits.expensive_rate,
+            expensive_burst=settings.limits.expensive_burst,
         )
+        self.events = EventDetector(
+            self.device_id,
+            debounce=settings.events.debounce,
+            class_frames=settings.events.class_frames,
+            hold_last=settings.results.publish == "change",
+        )
+        self.ha = self._build_homeassistant()
         self.worker = VisionWorker(
             self.slot,
-            None,
+            self.engine,
             self._emit_result,
             device_id=self.device_id,
             max_pixels=settings.limits.image_pixels,
+            mode=settings.performance.mode,
         )
         self._threads: list[threading.Thread] = []
         self._stopped = False
@@ -101,7 +127,7 @@ class Agent:
     def _build_pipelines(self) -> None:
         s = self.settings
         self.manifest = load_manifest(s.models.manifest)
-        self.loader = ModelLoader(self.manifest, s.models.dir, s.models.threads)
+        self.loader = ModelLoader(self.manifest, s.models.dir, s.model_threads())
         embedder = self.manifest.get(s.models.face_embedder)
         features = self.manifest.get(s.models.features)
         for name in (s.models.face_detector, s.models.segmenter, f"{s.models.tracker}_backbone"):
@@ -127,6 +153,7 @@ class Agent:
             self.segment,
             self.track,
             publish_on_change=s.results.publish == "change",
+            workers=s.performance.workers,
         )
         self.context.services.update(
             {
@@ -154,6 +181,45 @@ class Agent:
 
     def _emit_result(self, kind: str, msg: dict[str, Any]) -> None:
         self._publish(self.topics.result(kind), codec.encode(msg, "msgpack"), 0, False)
+        events = self.events.feed(kind, msg)
+        self._emit_events(events)
+        self.ha.on_result(kind, msg, events, self.events.present())
+
+    def _emit_events(self, events: list[Event]) -> None:
+        for ev in events:
+            self._publish(self.topics.event(ev.kind), codec.encode(ev.body, "msgpack"), self.settings.mqtt.qos, False)
+
+    # -- Home Assistant ---------------------------------------------------------------------
+    def _build_homeassistant(self) -> HomeAssistantBridge:
+        s = self.settings
+        ha = HomeAssistantBridge(
+            enabled=s.homeassistant.enabled,
+            info=DeviceInfo(self.device_id, s.device.name or self.device_id, __version__),
+            topics=HaTopics(s.homeassistant.prefix, self.topics.base),
+            publish=self._publish,
+            submit=self.router.submit,
+            face_labels=self.face_bank.labels,
+            controls=lambda: (self.controls.thresholds.model_dump(), self.controls.pipelines.model_dump()),
+            debounce=s.events.debounce,
+            refresh=s.homeassistant.refresh,
+        )
+        self.face_bank.on_change.append(ha.labels_changed)
+        self.controls.listeners.append(ha.on_controls)
+        return ha
+
+    def _tick(self) -> None:
+        """Periodic (state loop): identities that left while no frame came, HA mirrors' refresh."""
+        if not self.controls.pipelines.faces:
+            self.events.release_held()
+        if not self.track.active:
+            self.events.reset_track()
+        now = time.time()
+        events = self.events.tick(now)
+        self._emit_events(events)
+        self.ha.on_events(events)
+        self.ha.on_tick(
+            now, self.events.present(), track_active=self.track.active, segment_on=self.controls.pipelines.segment
+        )
 
     # -- inbound frames -------------------------------------------------------------------
     def _frame_in(self, msg: Message) -> None:
@@ -204,22 +270,29 @@ class Agent:
             "fps": round(self.worker.fps, 2),
             "frame_ms": round(self.worker.last_ms, 2),
             "frames_in": self.slot.frames_in,
-            "frames_dropped": self.slot.frames_dropped,
+            "frames_dropped": self.slot.frames_dropped + self.worker.dropped,
             "frames_processed": self.worker.processed,
             "frames_rejected": self.frames_rejected + self.worker.bad_frames,
             "source": src,
             "commands": dict(self.router.counts),
+            "events": dict(self.events.counts),
             "banks": {
                 "faces": self.face_bank.count(),
                 "classes": self.class_bank.count(),
                 "samples": len(self.classifier.samples),
             },
+            **self.fleet_sync.state(),
             "pipeline_ms": dict(self.engine.timings_ms),
             "track": {"active": self.track.active, **(self.track.last or {})},
             "models_loaded": self.loader.loaded(),
             "uptime": round(time.time() - self.started_at, 1),
             "warnings": warnings,
         }
+
+    def _on_connected(self) -> None:
+        self.fleet_sync.connected()
+        self.publish_state()
+        self.ha.on_connected()
 
     def publish_state(self) -> None:
         self._publish(self.topics.state, codec.encode(self.state(), "json"), 1, True)
@@ -228,6 +301,7 @@ class Agent:
         while not self.stop_event.wait(self.settings.results.state_interval):
             try:
                 self.publish_state()
+                self._tick()
             except Exception:
                 log.exception("state publish failed")
 
@@ -240,14 +314,25 @@ class Agent:
         qos = s.mqtt.qos
         self.registry.add(Route(self.topics.commands, qos, self.router.submit, "commands"))
         self.registry.add(Route(self.topics.fleet_commands, qos, self.router.submit, "fleet-commands"))
+        self.fleet_sync.attach(self.registry)
         if s.source.uri == "mqtt":
             self.registry.add(Route(self.topics.frame_in, 0, self._frame_in, "frame-in"))
+        for route in self.ha.routes():
+            self.registry.add(route)
         client_id = s.mqtt.client_id or f"maix-agent-{self.device_id}"
+        lim = s.limits
         self.link = MqttLink(
-            self.mqtt_cfg, client_id, self.registry, self.topics.availability, on_connected=self.publish_state
+            self.mqtt_cfg,
+            client_id,
+            self.registry,
+            self.topics.availability,
+            on_connected=self._on_connected,
+            max_packet=max(lim.command_bytes, lim.frame_bytes, lim.bank_entry_bytes) + PACKET_OVERHEAD,
         )
         self._threads.append(self.router.start(self.stop_event))
         self.worker.start(self.stop_event)
+        self._threads.append(self.ha.start(self.stop_event))
+        self._threads.append(self.fleet_sync.start(self.stop_event))
         if self.source is not None:
             self.source.start()
         t = threading.Thread(target=self._state_loop, name="state", daemon=True)

@@ -99,7 +99,13 @@ class SourceSettings(Section):
 class ModelsSettings(Section):
     dir: Path = Field(Path("models"), description="folder holding the model files")
     manifest: Path | None = Field(None, description="model manifest (default: the one shipped with the agent)")
-    threads: int = Field(2, ge=1, le=64, description="onnxruntime intra-op threads per model")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="onnxruntime intra-op threads per model (default: 1 when pipelines run side by side "
+        "(performance.mode throughput, or workers > 1), else 2)",
+    )
     features: str = Field("mobilenet_v2", description="classifier feature model: mobilenet_v2 | efficientnet_lite0")
     face_detector: str = Field("retinaface", description="face detector: retinaface | yunet")
     face_embedder: str = Field("sface", description="face embedding model")
@@ -146,11 +152,41 @@ class StorageSettings(Section):
 
 class FleetSettings(Section):
     key: SecretStr | None = Field(None, description="HMAC key signing bank entries; unset = unsigned fleet (warns)")
+    quiet: float = Field(
+        1.0, gt=0, description="seconds without bank messages after (re)connecting before re-publishing what it lacks"
+    )
+    max_wait: float = Field(30.0, gt=0, description="longest wait for the broker's retained entries after connecting")
+    queue_bytes: int = Field(64 << 20, ge=1 << 20, description="inbound bank messages held before dropping (resyncs)")
+    subscribe_qos: Literal[0, 1] = Field(
+        0, description="QoS of the bank subscriptions; 1 lets brokers drop retained floods past their queue limit"
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value():
+            raise ValueError("must not be empty (omit it for an unsigned fleet)")
+        return v
 
 
 class HomeAssistantSettings(Section):
     enabled: bool = Field(False, description="publish Home Assistant MQTT discovery and JSON mirrors")
-    prefix: str = Field("homeassistant", description="discovery prefix")
+    prefix: str = Field("homeassistant", description="discovery prefix (HA's birth message is {prefix}/status)")
+    refresh: float = Field(2.0, ge=0, description="seconds between JSON mirror refreshes of changing values")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
+        return v
+
+
+class EventsSettings(Section):
+    debounce: float = Field(
+        3.0, ge=0, description="seconds a face identity must be unseen before `left` (re-appearing sooner is no event)"
+    )
+    class_frames: int = Field(3, ge=1, description="frames a new class must hold before `class changed`")
 
 
 class LimitsSettings(Section):
@@ -159,6 +195,27 @@ class LimitsSettings(Section):
     bank_entry_bytes: int = Field(64 << 10, ge=1024, description="largest fleet bank entry")
     image_pixels: int = Field(40_000_000, ge=1, description="largest decoded image, in pixels")
     command_queue: int = Field(64, ge=1, description="pending commands before `unavailable` replies")
+    expensive_rate: float = Field(
+        10.0,
+        ge=0,
+        description="model-running commands (face/enrol, infer, classifier/add_class|add_sample, track/start) "
+        "accepted per second per client; 0 = no limit",
+    )
+    expensive_burst: int = Field(
+        20, ge=1, description="expensive commands a client may send at once before expensive_rate applies"
+    )
+
+
+class PerformanceSettings(Section):
+    mode: Literal["latency", "throughput"] = Field(
+        "latency",
+        description="latency: each frame's enabled pipelines run side by side and its results go out as soon as "
+        "they are ready; throughput: every pipeline runs in its own lane on the newest frame at its own pace "
+        "(more results per second; each pipeline's results stay in frame order)",
+    )
+    workers: int = Field(
+        2, ge=1, le=8, description="latency mode: threads running one frame's pipelines side by side (1 = in turn)"
+    )
 
 
 class ResultsSettings(Section):
@@ -182,10 +239,22 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)  # type: ignore[arg-type]
+    events: EventsSettings = Field(default_factory=EventsSettings)  # type: ignore[arg-type]
     limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]
     results: ResultsSettings = Field(default_factory=ResultsSettings)  # type: ignore[arg-type]
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)  # type: ignore[arg-type]
     fastpath: Literal["auto", "cython", "python"] = Field("auto", description="kernel implementation")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
+
+    def model_threads(self) -> int:
+        """onnxruntime intra-op threads per model: ``models.threads``, else 1 when pipelines run
+        side by side (throughput lanes, or latency mode with ``workers`` > 1: the pipelines use
+        the cores, and two sessions spinning two threads each on two cores slow each other
+        down), else 2."""
+        if self.models.threads is not None:
+            return self.models.threads
+        parallel = self.performance.mode == "throughput" or self.performance.workers > 1
+        return 1 if parallel else 2
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,18 @@
-"""The vision worker: take the newest frame, run the enabled pipelines, publish the results."""
+"""The vision worker: take the newest frame, run the enabled pipelines, publish the results.
+
+Frames that arrive encoded (JPEG/PNG pushed on ``frame/in``) are decoded by a decode stage of
+their own, so the decoding of frame N+1 overlaps the inference of frame N. The decode stage keeps
+only the newest decoded frame (an older one still waiting is dropped and counted), so the next
+frame processed is always the freshest: no MaixPy ``dual_buff`` one-frame lag.
+
+Two modes (``performance.mode``):
+
+* ``latency`` (default): one frame at a time; its enabled pipelines run side by side (the
+  engine's pool) and its results are published together as soon as they are ready.
+* ``throughput``: one lane (thread) per pipeline, each taking the newest frame when it is free:
+  a fast pipeline (track) is not held back by a slow one (faces), and the cores stay busy. Each
+  result carries its own frame's ``seq``; a pipeline's results stay in frame order.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from agent.sources.base import Frame, FrameSlot
 from agent.vision.decode import ImageDecodeError, decode_image
@@ -14,12 +28,51 @@ from agent.vision.decode import ImageDecodeError, decode_image
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
+LANES = ("classify", "faces", "segments", "track")
 
 
 class FrameProcessor(Protocol):
     def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
         """Results by kind (``classify``, ``faces``, ``segments``, ``track``) for one frame."""
         ...
+
+
+class _Latest:
+    """Latest-only hand-over of decoded frames between two threads; counts frames replaced."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self.replaced = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.replaced += 1
+            self._frame = frame
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            return frame
+
+
+class _Rate:
+    """Frames per second over a one-second window."""
+
+    def __init__(self) -> None:
+        self.fps = 0.0
+        self._t0 = time.monotonic()
+        self._n = 0
+
+    def tick(self) -> None:
+        self._n += 1
+        now = time.monotonic()
+        if now - self._t0 >= 1.0:
+            self.fps, self._t0, self._n = self._n / (now - self._t0), now, 0
 
 
 class VisionWorker:
@@ -31,60 +84,162 @@ class VisionWorker:
         *,
         device_id: str,
         max_pixels: int,
+        mode: Literal["latency", "throughput"] = "latency",
     ) -> None:
         self.slot = slot
         self.processor = processor
         self.emit = emit
         self.device_id = device_id
         self.max_pixels = max_pixels
+        # lanes need a processor that runs one pipeline at a time (the Engine)
+        self.mode = mode if hasattr(processor, "run_live") else "latency"
         self.processed = 0
         self.errors = 0
         self.bad_frames = 0
         self.fps = 0.0
         self.last_ms = 0.0
-        self._thread: threading.Thread | None = None
+        self.lane_fps: dict[str, float] = {}
+        self._decoded = _Latest()
+        self._lanes: dict[str, _Latest] = {}
+        self._rates: dict[str, _Rate] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def dropped(self) -> int:
+        """Decoded frames replaced by a newer one before processing took them (throughput mode:
+        the frames the lane that skipped most skipped)."""
+        return self._decoded.replaced + max((lane.replaced for lane in self._lanes.values()), default=0)
 
     def start(self, stop: threading.Event) -> None:
-        self._thread = threading.Thread(target=self._run, args=(stop,), name="vision", daemon=True)
-        self._thread.start()
+        threads = [threading.Thread(target=self._decode_loop, args=(stop,), name="decode", daemon=True)]
+        if self.mode == "throughput":
+            for kind in LANES:
+                self._lanes[kind] = _Latest()
+                self._rates[kind] = _Rate()
+                threads.append(
+                    threading.Thread(target=self._lane_loop, args=(kind, stop), name=f"lane:{kind}", daemon=True)
+                )
+        else:
+            threads.append(threading.Thread(target=self._run, args=(stop,), name="vision", daemon=True))
+        for t in threads:
+            t.start()
+        self._threads = threads
 
-    def _run(self, stop: threading.Event) -> None:
-        t_window, n_window = time.monotonic(), 0
-        while not stop.is_set():
-            frame = self.slot.take(0.2)
-            if frame is None:
-                continue
-            t0 = time.perf_counter()
-            try:
-                self.step(frame)
-            except Exception:  # a bad frame or a pipeline bug must never stop the stream
-                self.errors += 1
-                log.exception("processing frame %d failed", frame.seq)
-            self.last_ms = (time.perf_counter() - t0) * 1000
-            n_window += 1
-            now = time.monotonic()
-            if now - t_window >= 1.0:
-                self.fps, t_window, n_window = n_window / (now - t_window), now, 0
+    # -- decode stage -----------------------------------------------------------------------
 
-    def step(self, frame: Frame) -> None:
+    def _decode(self, frame: Frame) -> Frame | None:
+        """The frame with its image decoded (None for a bad frame, counted and logged)."""
         if frame.image is None and frame.data is not None:
             try:
                 image = decode_image(frame.data, self.max_pixels)
             except ImageDecodeError as exc:
                 self.bad_frames += 1
                 log.warning("frame %d dropped: %s", frame.seq, exc)
-                return
+                return None
             frame = Frame(image, frame.seq, frame.ts, None, frame.meta)
         if frame.image is None:
-            return
+            return None
         self.slot.mark_latest(frame)
+        return frame
+
+    def _decode_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            frame = self.slot.take(0.2)
+            if frame is None:
+                continue
+            try:
+                decoded = self._decode(frame)
+            except Exception:  # never let one frame stop the stream
+                self.errors += 1
+                log.exception("decoding frame %d failed", frame.seq)
+                continue
+            if decoded is None:
+                continue
+            if self.mode == "throughput":
+                with self._lock:
+                    self.processed += 1
+                for lane in self._lanes.values():
+                    lane.put(decoded)
+            else:
+                self._decoded.put(decoded)
+
+    # -- latency mode ---------------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        rate = _Rate()
+        try:
+            while not stop.is_set():
+                frame = self._decoded.take(0.2)
+                if frame is None:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    self.step(frame)
+                except Exception:  # a bad frame or a pipeline bug must never stop the stream
+                    self.errors += 1
+                    log.exception("processing frame %d failed", frame.seq)
+                self.last_ms = (time.perf_counter() - t0) * 1000
+                rate.tick()
+                self.fps = rate.fps
+        finally:
+            self._close()
+
+    def step(self, frame: Frame) -> None:
+        """Decode (when needed) and process one frame now, publishing its results."""
+        decoded = self._decode(frame)
+        if decoded is None:
+            return
         self.processed += 1
         if self.processor is None:
             return
-        results = self.processor.process(frame)
+        self._publish(decoded, self.processor.process(decoded))
+
+    def _publish(self, frame: Frame, results: dict[str, dict[str, Any]]) -> None:
+        assert frame.image is not None
         h, w = frame.image.shape[:2]
         for kind, body in results.items():
             msg = {"v": SCHEMA, "dev": self.device_id, "seq": frame.seq, "ts": frame.ts, "w": w, "h": h, **body}
             if "seq" in frame.meta:
                 msg["frame_seq"] = frame.meta["seq"]
             self.emit(kind, msg)
+
+    # -- throughput mode ----------------------------------------------------------------------
+
+    def _lane_loop(self, kind: str, stop: threading.Event) -> None:
+        lane, rate = self._lanes[kind], self._rates[kind]
+        processor: Any = self.processor
+        try:
+            while not stop.is_set():
+                frame = lane.take(0.2)
+                if frame is None or frame.image is None:
+                    continue
+                if kind not in processor.wanted():
+                    with self._lock:
+                        self.lane_fps.pop(kind, None)
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    body = processor.run_live(kind, frame.image)
+                except Exception:  # one pipeline's failure must not stop its lane
+                    with self._lock:
+                        self.errors += 1
+                    log.exception("pipeline %s failed on frame %d", kind, frame.seq)
+                    continue
+                ms = (time.perf_counter() - t0) * 1000
+                if body is not None:
+                    self._publish(frame, {kind: body})
+                rate.tick()
+                with self._lock:
+                    self.lane_fps[kind] = round(rate.fps, 2)
+                    self.last_ms = ms
+                    active = [v for v in self.lane_fps.values() if v > 0]
+                    self.fps = min(active) if active else 0.0
+        finally:
+            if kind == LANES[0]:
+                self._close()
+
+    def _close(self) -> None:
+        close = getattr(self.processor, "close", None)
+        if callable(close):
+            close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import queue
+import ssl
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ class TestClient:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         proto = MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311
         self.client = mqtt.Client(
@@ -43,6 +45,8 @@ class TestClient:
         )
         if username:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.v5 = protocol == "5"
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.all: list[mqtt.MQTTMessage] = []

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,7 +56,15 @@ def _new_client(cfg: MqttSettings, client_id: str) -> mqtt.Client:
     proto = MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5" else MQTTProtocolVersion.MQTTv311
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
     _configure(client, cfg)
+    client.on_socket_open = _no_delay
     return client
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Send small packets (a reply right after the PUBACK it follows) at once: without
+    TCP_NODELAY, Nagle + the peer's delayed ACK hold each reply ~40 ms."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _to_message(msg: mqtt.MQTTMessage) -> Message:
@@ -105,8 +115,11 @@ class MqttLink:
         registry: TopicRegistry,
         availability_topic: str,
         on_connected: Callable[[], None] | None = None,
+        *,
+        max_packet: int = 0,
     ) -> None:
         self.cfg = cfg
+        self.max_packet = max_packet  # MQTT 5: the broker must not send us bigger packets (0 = no limit)
         self.registry = registry
         self.availability_topic = availability_topic
         self.on_connected = on_connected
@@ -124,6 +137,9 @@ class MqttLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_connect_fail = self._on_connect_fail
+        self._last_failure: str | None = None
+        self._stopping = False
         self._sub_mid = -1
         self._subscribed: list[tuple[str, int]] = []
         self._client.max_queued_messages_set(10_000)
@@ -145,6 +161,7 @@ class MqttLink:
                 log.warning("broker refused the connection: %s; will retry", rc)
             return
         self.stats.connects += 1
+        self._last_failure = None
         subs = [(r.filter, r.qos) for r in self.registry.routes()]
         self._subscribed = subs
         if subs:
@@ -152,6 +169,17 @@ class MqttLink:
             self._sub_mid = -1 if mid is None else mid
         else:
             self._ready(client)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        """TCP/TLS connect failed (paho retries with back-off). paho calls this inside its
+        ``except OSError``, so the exception is at hand; a repeated reason is logged once."""
+        exc = sys.exc_info()[1]
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "connection failed"
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            why += " (check mqtt.tls.ca, or set mqtt.tls.insecure for a self-signed broker)"
+        if why != self._last_failure:
+            self._last_failure = why
+            log.warning("cannot connect to %s:%s: %s; retrying with back-off", self.cfg.host, self.cfg.port, why)
 
     def _on_subscribe(self, client: mqtt.Client, _u: Any, mid: int, rcs: list[ReasonCode], _p: Any) -> None:
         if mid != self._sub_mid:
@@ -174,7 +202,9 @@ class MqttLink:
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self.connected.clear()
         self.stats.disconnects += 1
-        if not self.fatal:
+        if self._stopping:
+            log.info("disconnected from broker (clean stop)")
+        elif not self.fatal:
             log.warning("disconnected from broker (%s); reconnecting with back-off", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -198,8 +228,15 @@ class MqttLink:
 
     # -- API ------------------------------------------------------------------------------
     def start(self) -> None:
+        props = None
+        if self._v5 and self.max_packet:
+            # CONNECT's Maximum Packet Size: the broker drops anything bigger instead of sending it,
+            # so an oversize publish never reaches paho's buffers (MQTT 3.1.1 has no such property:
+            # set the broker's max_packet_size).
+            props = Properties(PacketTypes.CONNECT)
+            props.MaximumPacketSize = self.max_packet
         try:
-            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, properties=props)
         except (OSError, ValueError) as exc:
             raise TransportError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
         self._client.loop_start()
@@ -233,6 +270,7 @@ class MqttLink:
 
     def stop(self, timeout: float = 3.0) -> None:
         """Clean stop: ``offline`` (retained), then disconnect."""
+        self._stopping = True
         if self.connected.is_set():
             info = self._client.publish(self.availability_topic, b"offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):

@@ -3,7 +3,11 @@
 Nothing a message contains can stop the agent: every failure becomes an error reply
 (``bad_request``, ``not_found``, ``too_large``, ``unavailable``, ``internal``…) and a log line;
 an unexpected exception also logs its traceback and is reported to ``on_internal_error`` hooks
-(the test-suite turns those into failures).
+(the test-suite turns those into failures). An ``OSError`` from a handler (state dir full or
+read-only) is an environment failure, not a bug: it becomes ``unavailable`` with the OS message.
+
+Expensive commands (``Command.expensive``: they run a model) pass a per-client token bucket
+first (:class:`RateLimiter`); a flood gets ``unavailable`` replies that cost no model time.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -25,6 +29,58 @@ from agent.mqtt.codec import DecodeError, Encoding
 from agent.mqtt.topics import Message, Topics
 
 log = logging.getLogger(__name__)
+
+MAX_CLIENTS = 1024  # rate-limit buckets kept (least recently used dropped)
+MAX_CLIENT_LEN = 128
+
+
+class RateLimiter:
+    """Token buckets per client: ``burst`` commands at once, then ``rate`` per second.
+
+    MQTT's PUBLISH carries no sender identity, so the client is self-declared (see
+    :func:`client_of`). The limiter keeps honest clients from starving each other and sheds a
+    flood before it costs model time; the bounded command queue is what caps a hostile sender
+    that varies its declared identity. ``rate`` 0 disables the limiter.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, when)
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> float:
+        """Take one token: 0.0 if the command may run now, else the seconds until it may."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            tokens, when = self._buckets.pop(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.rate
+            self._buckets[client] = (tokens, now)
+            while len(self._buckets) > MAX_CLIENTS:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+def client_of(msg: Message, declared: Any) -> str:
+    """Who sent a request, for rate limiting: the MQTT 5 user property ``client``, else the
+    request's ``client`` field, else its MQTT 5 response topic, else ``*`` (every anonymous
+    sender shares one bucket, e.g. MQTT 3.1.1 clients that do not name themselves)."""
+    for key, value in msg.user_properties:
+        if key == "client" and value:
+            return f"client:{value[:MAX_CLIENT_LEN]}"
+    if isinstance(declared, str) and declared:
+        return f"client:{declared[:MAX_CLIENT_LEN]}"
+    if msg.response_topic:
+        return f"inbox:{msg.response_topic[:MAX_CLIENT_LEN]}"
+    return "*"
 
 
 class Publisher(Protocol):
@@ -62,6 +118,8 @@ class CommandRouter:
         max_bytes: int,
         queue_size: int,
         qos: int = 1,
+        expensive_rate: float = 0.0,
+        expensive_burst: int = 1,
     ) -> None:
         self.commands = {c.key: c for c in commands}
         self.context = context
@@ -70,6 +128,8 @@ class CommandRouter:
         self.max_bytes = max_bytes
         self.qos = qos
         self.queue: queue.Queue[Message] = queue.Queue(maxsize=queue_size)
+        self.limiter = RateLimiter(expensive_rate, expensive_burst)
+        self._rate_logged = 0.0
         self.on_internal_error: list[Callable[[BaseException], None]] = []
         self.counts: Counter[str] = Counter()
         self.latency_ms: list[float] = []
@@ -144,6 +204,27 @@ class CommandRouter:
         err.req_id = req_id  # type: ignore[attr-defined]
         return err
 
+    def _rate_limited(self, who: str, wait: float, req_id: Any) -> CommandError:
+        """The error for a rate-limited command; logged once per second at most (a flood must
+        not become a log flood)."""
+        self.counts["unavailable"] += 1
+        self.counts["rate_limited"] += 1
+        now = time.monotonic()
+        if now - self._rate_logged >= 1.0:
+            self._rate_logged = now
+            log.warning(
+                "rate limit: rejecting expensive commands from %s (%d so far)",
+                who,
+                self.counts["rate_limited"],
+            )
+        err = CommandError(
+            "unavailable",
+            f"rate limit: {who} sent more than {self.limiter.burst} expensive commands at once "
+            f"({self.limiter.rate:g}/s sustained); retry in {wait:.2f}s",
+        )
+        err.req_id = req_id  # type: ignore[attr-defined]
+        return err
+
     def _internal(self, exc: BaseException) -> None:
         for hook in list(self.on_internal_error):
             hook(exc)
@@ -163,10 +244,16 @@ class CommandRouter:
         req_id, args = envelope.split_id(body)
         if args is None:
             raise self._fail("bad_request", "the request must be a JSON object or msgpack map", None, target)
+        declared = args.pop("client", None)  # envelope field, like `id`: who sends (rate limits)
         cmd = self.commands.get(target)
         if cmd is None:
             known = ", ".join(sorted(f"{f}/{n}" if n else f for f, n in self.commands))
             raise self._fail("not_found", f"unknown command {target[0]}/{target[1]} (known: {known})", req_id, target)
+        if cmd.expensive:
+            who = client_of(msg, declared)
+            wait = self.limiter.acquire(who)
+            if wait > 0:
+                raise self._rate_limited(who, wait, req_id)
         try:
             request = cmd.request.model_validate(args)
         except ValidationError as exc:
@@ -175,6 +262,11 @@ class CommandRouter:
             data = cmd.handler(request, self.context)
         except CommandError as exc:
             raise self._fail(exc.code, exc.message, req_id, target) from None
+        except OSError as exc:  # disk full, read-only state dir: the environment, not a bug
+            log.error("command %s/%s hit an I/O error: %s", target[0], target[1], exc)
+            raise self._fail(
+                "unavailable", f"I/O error (state dir full or read-only?): {exc}", req_id, target
+            ) from None
         except Exception as exc:
             log.exception("command %s/%s raised", *target)
             self._internal(exc)

@@ -1,9 +1,17 @@
-"""The per-frame engine: run every enabled pipeline on a frame and return results by kind."""
+"""The per-frame engine: run every enabled pipeline on a frame and return results by kind.
+
+With ``workers`` > 1 the pipelines of one frame run side by side on a small thread pool
+(onnxruntime and the fastpath kernels release the GIL), so a frame costs about its slowest
+pipeline rather than their sum. :meth:`Engine.run_live` runs a single pipeline on a live frame
+(the worker's throughput lanes call it, one lane per pipeline).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,6 +47,7 @@ class Engine:
         track: TrackService,
         *,
         publish_on_change: bool = False,
+        workers: int = 1,
     ) -> None:
         self.controls = controls
         self.classifier = classifier
@@ -46,8 +55,12 @@ class Engine:
         self.segment = segment
         self.track = track
         self.publish_on_change = publish_on_change
+        self.workers = max(1, workers)
         self.last: dict[str, Any] = {}
         self.timings_ms: dict[str, float] = {}
+        self.errors = 0  # pipeline runs that raised (logged; the frame's other results still go out)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def warm_up(self) -> None:
         """Load the models of the enabled pipelines now rather than on the first frame."""
@@ -71,11 +84,10 @@ class Engine:
             return self.track.step(image)
         raise ValueError(kind)
 
-    def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
-        image = frame.image
-        assert image is not None
+    def wanted(self) -> list[str]:
+        """The result kinds to compute for a live frame now (enabled pipelines; track once started)."""
         p = self.controls.pipelines
-        wanted = [
+        return [
             k
             for k, on in (
                 ("classify", p.classifier),
@@ -85,18 +97,51 @@ class Engine:
             )
             if on
         ]
-        out: dict[str, dict[str, Any]] = {}
-        for kind in wanted:
-            t0 = time.perf_counter()
-            body = self.run(kind, image, live=True)
-            self.timings_ms[kind] = round((time.perf_counter() - t0) * 1000, 2)
+
+    def run_live(self, kind: str, image: np.ndarray) -> dict[str, Any] | None:
+        """One pipeline on a live frame: its result, or None (nothing to publish: no result, or
+        unchanged with ``publish_on_change``). Records the time; safe from several threads."""
+        t0 = time.perf_counter()
+        body = self.run(kind, image, live=True)
+        ms = round((time.perf_counter() - t0) * 1000, 2)
+        with self._lock:
+            self.timings_ms[kind] = ms
             if body is None:
-                continue
+                return None
             if self.publish_on_change and self.last.get(kind) == body:
-                continue
+                return None
             self.last[kind] = body
-            out[kind] = body
-        return out
+        return body
+
+    def _safe_run(self, kind: str, image: np.ndarray, seq: int) -> dict[str, Any] | None:
+        try:
+            return self.run_live(kind, image)
+        except Exception:  # one failing pipeline must not cost the frame its other results
+            with self._lock:
+                self.errors += 1
+            log.exception("pipeline %s failed on frame %d", kind, seq)
+            return None
+
+    def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
+        image = frame.image
+        assert image is not None
+        wanted = self.wanted()
+        if self.workers > 1 and len(wanted) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pipeline")
+            futures: list[Future[dict[str, Any] | None]] = [
+                self._pool.submit(self._safe_run, kind, image, frame.seq) for kind in wanted
+            ]
+            bodies = [f.result() for f in futures]
+        else:
+            bodies = [self._safe_run(kind, image, frame.seq) for kind in wanted]
+        return {kind: body for kind, body in zip(wanted, bodies, strict=True) if body is not None}
+
+    def close(self) -> None:
+        """Stop the pipeline thread pool (a later :meth:`process` starts a new one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def infer(self, pipeline: str, image: np.ndarray) -> dict[str, Any]:
         kind = KINDS.get(pipeline)

@@ -12,6 +12,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+HEALTHY_S = 2.0  # after a failure, frames must flow this long before the error is cleared
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -113,27 +115,38 @@ class Source:
         self.status.state = "stopped"
 
     def _run(self) -> None:
+        """Pump frames; on failure keep the error in ``status`` and retry with back-off. The
+        error (and the back-off) is cleared only once frames have flowed for ``HEALTHY_S``, so a
+        source that fails again after a few frames (a truncated file) stays visibly failing."""
         delay = self.retry_min
         while not self._stop.is_set():
             self.status.state = "running"
-            t_last, n = time.monotonic(), 0
+            started = t_last = time.monotonic()
+            n = 0
+            stale = self.status.error  # an error of an earlier attempt
             try:
                 for image in self.frames():
                     if self._stop.is_set():
                         return
                     self.slot.put(image)
-                    self.status.error = None
-                    delay = self.retry_min
                     n += 1
                     now = time.monotonic()
+                    if self.status.error is not None and now - started >= HEALTHY_S:
+                        log.info("source %s recovered", self.uri)
+                        self.status.error = None
+                        delay = self.retry_min
                     if now - t_last >= 1.0:
                         self.status.fps, t_last, n = n / (now - t_last), now, 0
+                if self.status.error is stale:  # ended normally; a new error (a cut file) stays
+                    self.status.error = None
                 self.status.state = "ended"
+                self.status.fps = 0.0
                 log.info("source %s ended", self.uri)
                 return
             except Exception as exc:  # a source failure must never take the agent down
                 self.status.error = f"{type(exc).__name__}: {exc}"
                 self.status.state = "retrying"
+                self.status.fps = 0.0
                 self.status.restarts += 1
                 log.warning("source %s failed (%s); retrying in %.1fs", self.uri, self.status.error, delay)
                 if self._stop.wait(delay):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ import cv2
 import numpy as np
 
 from agent.sources.base import FrameSlot, Source
+
+log = logging.getLogger(__name__)
 
 
 class CaptureSource(Source):
@@ -45,6 +48,7 @@ class CaptureSource(Source):
         while True:
             cap = self._open()
             rate = self.fps or (cap.get(cv2.CAP_PROP_FPS) if self.is_file else 0) or 0
+            expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
             period = 1.0 / rate if rate and rate > 0 else 0.0
             next_t = time.monotonic()
             got = 0
@@ -68,5 +72,13 @@ class CaptureSource(Source):
                 raise OSError(f"{self.uri} stopped delivering frames")
             if got == 0:
                 raise OSError(f"{self.uri} has no readable frames")
+            if expected > 0 and got + max(2, expected // 50) < expected:
+                # The container promised more frames: the file is truncated or corrupt.
+                msg = f"{self.uri} ended after {got} of {expected} frames (truncated or corrupt file)"
+                if self.loop:
+                    raise OSError(msg)
+                log.warning("%s", msg)
+                self.status.error = msg
+                return
             if not self.loop:
                 return

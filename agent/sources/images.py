@@ -30,12 +30,16 @@ class ImageFolderSource(Source):
             files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in SUFFIXES)
             if not files:
                 raise OSError(f"no images in {self.folder}")
+            readable = 0
             for path in files:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
                 if image is None:
-                    continue  # unreadable file: skip it, keep the folder going
+                    continue  # unreadable (or vanished) file: skip it, keep the folder going
+                readable += 1
                 if self.period:
                     time.sleep(self.period)
                 yield image
+            if not readable:  # not one frame in a whole pass: a failure, not a busy loop
+                raise OSError(f"no readable images in {self.folder}")
             if not self.loop:
                 return
