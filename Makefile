@@ -44,6 +44,7 @@ demo: setup
 
 lint: venv
 	$(VENV)/bin/ruff check agent fastpath tests tools benchmarks
+	$(VENV)/bin/ruff format --check agent fastpath tests tools benchmarks
 	$(VENV)/bin/mypy
 
 # pytest exit code 5 (no tests collected) is a failure here, not a pass.

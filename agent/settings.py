@@ -27,6 +27,13 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _yaml_file: ContextVar[Path | None] = ContextVar("maix_agent_yaml_file", default=None)
 
 
+def topic_prefix(v: str) -> str:
+    """A topic prefix: non-empty, no wildcards, no leading or trailing '/'."""
+    if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+        raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
+    return v
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -52,12 +59,7 @@ class MqttSettings(Section):
     reconnect_min: float = Field(1.0, gt=0, description="first reconnect delay, seconds")
     reconnect_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
 
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
-            raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
-        return v
+    _prefix = field_validator("prefix")(topic_prefix)
 
 
 def default_device_id() -> str:
@@ -174,12 +176,7 @@ class HomeAssistantSettings(Section):
     prefix: str = Field("homeassistant", description="discovery prefix (HA's birth message is {prefix}/status)")
     refresh: float = Field(2.0, ge=0, description="seconds between JSON mirror refreshes of changing values")
 
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
-            raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
-        return v
+    _prefix = field_validator("prefix")(topic_prefix)
 
 
 class EventsSettings(Section):

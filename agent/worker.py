@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from agent.sources.base import Frame, FrameSlot
+from agent.sources.base import Frame, FrameSlot, Latest
 from agent.vision.decode import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
@@ -35,29 +35,6 @@ class FrameProcessor(Protocol):
     def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
         """Results by kind (``classify``, ``faces``, ``segments``, ``track``) for one frame."""
         ...
-
-
-class _Latest:
-    """Latest-only hand-over of decoded frames between two threads; counts frames replaced."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._frame: Frame | None = None
-        self.replaced = 0
-
-    def put(self, frame: Frame) -> None:
-        with self._cond:
-            if self._frame is not None:
-                self.replaced += 1
-            self._frame = frame
-            self._cond.notify_all()
-
-    def take(self, timeout: float) -> Frame | None:
-        with self._cond:
-            if self._frame is None:
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            return frame
 
 
 class _Rate:
@@ -99,8 +76,8 @@ class VisionWorker:
         self.fps = 0.0
         self.last_ms = 0.0
         self.lane_fps: dict[str, float] = {}
-        self._decoded = _Latest()
-        self._lanes: dict[str, _Latest] = {}
+        self._decoded = Latest()
+        self._lanes: dict[str, Latest] = {}
         self._rates: dict[str, _Rate] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -115,7 +92,7 @@ class VisionWorker:
         threads = [threading.Thread(target=self._decode_loop, args=(stop,), name="decode", daemon=True)]
         if self.mode == "throughput":
             for kind in LANES:
-                self._lanes[kind] = _Latest()
+                self._lanes[kind] = Latest()
                 self._rates[kind] = _Rate()
                 threads.append(
                     threading.Thread(target=self._lane_loop, args=(kind, stop), name=f"lane:{kind}", daemon=True)
@@ -160,9 +137,9 @@ class VisionWorker:
                 with self._lock:
                     self.processed += 1
                 for lane in self._lanes.values():
-                    lane.put(decoded)
+                    lane.put_frame(decoded)
             else:
-                self._decoded.put(decoded)
+                self._decoded.put_frame(decoded)
 
     # -- latency mode ---------------------------------------------------------------------------
 

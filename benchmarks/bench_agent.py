@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import socket
 import subprocess
@@ -38,7 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.mqtt.embedded import EmbeddedBroker
-from benchmarks.common import EVAL, MODELS, REPO, RESULTS, Row, machine, med, pct
+from benchmarks.common import EVAL, MODELS, REPO, Row, med, pct, report
 from tests.mqtt_helpers import TestClient
 
 PREFIX = "bench"
@@ -299,11 +298,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0, help="measuring window of each throughput run")
     args = ap.parse_args()
     rows, details = run(args.pings, args.seconds)
-    for r in rows:
-        print(f"{r.what:<100} {r.agent:>18} {r.peer:>10}  {r.bar}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
-    (RESULTS / "bench_agent.json").write_text(json.dumps(out, indent=2) + "\n")
+    report("bench_agent", rows, details)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ benchmarks/results/bench_bank.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
-from benchmarks.common import RESULTS, Row, alternate, machine, med, ms
+from benchmarks.common import Row, alternate, med, ms, report
 
 F32 = npt.NDArray[np.float32]
 
@@ -111,11 +110,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=60)
     args = ap.parse_args()
     rows, details = run(args.rounds)
-    for r in rows:
-        print(f"{r.what:<90} {r.agent:>10} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
-    (RESULTS / "bench_bank.json").write_text(json.dumps(out, indent=2) + "\n")
+    report("bench_bank", rows, details)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ run alternately; median per frame. Writes benchmarks/results/bench_faces.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from agent.models import load_manifest
 from agent.vision.face_align import align_blob
 from agent.vision.faces import FacePipeline, FaceTracks
 from agent.vision.runtime import OnnxModel
-from benchmarks.common import EVAL, MODELS, RESULTS, Row, alternate, machine, med, ms
+from benchmarks.common import EVAL, MODELS, Row, alternate, med, ms, report
 
 Image = npt.NDArray[np.uint8]
 ENROLLED = 1000
@@ -140,11 +139,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     rows, details = run(args.rounds, args.threads)
-    for r in rows:
-        print(f"{r.what:<95} {r.agent:>10} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
-    (RESULTS / "bench_faces.json").write_text(json.dumps(out, indent=2) + "\n")
+    report("bench_faces", rows, details)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Alternately, median per frame. Writes benchmarks/results/bench_pipelines.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor, preprocess
 from agent.vision.runtime import OnnxModel
 from agent.vision.segment import Segmenter
-from benchmarks.common import EVAL, MODELS, RESULTS, Row, alternate, load_bgr, machine, med, ms
+from benchmarks.common import EVAL, MODELS, Row, alternate, load_bgr, med, ms, report
 
 CLASS_PHOTOS = ("motorcycle_left.png", "coffee.png", "chelsea.png", "rocket.jpg", "astronaut.png")
 
@@ -85,11 +84,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     rows, details = run(args.rounds, args.threads)
-    for r in rows:
-        print(f"{r.what:<95} {r.agent:>10} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
-    (RESULTS / "bench_pipelines.json").write_text(json.dumps(out, indent=2) + "\n")
+    report("bench_pipelines", rows, details)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ benchmarks/results/bench_preprocess.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
-from benchmarks.common import EVAL, RESULTS, Row, alternate, load_bgr, machine, med, ms
+from benchmarks.common import EVAL, Row, alternate, load_bgr, med, ms, report
 
 Image = npt.NDArray[np.uint8]
 
@@ -132,11 +131,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=400)
     args = ap.parse_args()
     rows, details = run(args.rounds)
-    for r in rows:
-        print(f"{r.what:<78} {r.agent:>10} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
-    (RESULTS / "bench_preprocess.json").write_text(json.dumps(out, indent=2) + "\n")
+    report("bench_preprocess", rows, details)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ frame. Writes benchmarks/results/bench_track.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import fastpath
 from agent.models import load_manifest
 from agent.vision.runtime import OnnxModel
 from agent.vision.track import NanoTracker, TrackParams, crop_square
-from benchmarks.common import EVAL, MODELS, RESULTS, Row, machine, med, ms
+from benchmarks.common import EVAL, MODELS, Row, med, ms, report
 from tools.eval_track import iou, load_sequence
 
 
@@ -125,11 +124,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     rows, details = run(args.passes, args.threads)
-    for r in rows:
-        print(f"{r.what:<100} {r.agent:>18} {r.peer:>10} {r.ratio:>6.2f}x  {r.bar}  {r.note}")
-    RESULTS.mkdir(exist_ok=True)
-    out = {"rows": [r.as_dict() for r in rows], "details": details, "machine": machine()}
-    (RESULTS / "bench_track.json").write_text(json.dumps(out, indent=2) + "\n")
+    report("bench_track", rows, details)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ once each) so that a noisy neighbour slows all of them alike, and reports the me
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -100,3 +101,14 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "load_average_1m": round(load[0], 2),
     }
+
+
+def report(name: str, rows: list[Row], details: Mapping[str, Any]) -> None:
+    """Print a section's rows and write them, with the machine, to ``results/{name}.json``."""
+    width = max((len(r.what) for r in rows), default=0)
+    for r in rows:
+        ratio = "" if r.ratio is None else f"{r.ratio:6.2f}x"
+        print(f"{r.what:<{width}} {r.agent:>18} {r.peer:>10} {ratio:>7}  {r.bar}  {r.note}".rstrip())
+    RESULTS.mkdir(exist_ok=True)
+    out = {"rows": [r.as_dict() for r in rows], "details": dict(details), "machine": machine()}
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2) + "\n")

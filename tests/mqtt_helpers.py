@@ -142,3 +142,15 @@ def _id_of(payload: bytes) -> Any:
     except Exception:
         return None
     return body.get("id") if isinstance(body, dict) else None
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy and return it (a deadline, not a
+    fixed sleep); fail naming ``what`` when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -80,9 +80,7 @@ def detections(
     return box_res, seg_res, img_ids
 
 
-def evaluate(
-    coco: COCO, res: list[dict[str, Any]], iou_type: str, img_ids: list[int]
-) -> list[float]:
+def evaluate(coco: COCO, res: list[dict[str, Any]], iou_type: str, img_ids: list[int]) -> list[float]:
     if not res:
         return [0.0] * 12
     with contextlib.redirect_stdout(io.StringIO()):

@@ -24,32 +24,21 @@ class Frame:
     meta: dict[str, str] = field(default_factory=dict)
 
 
-class FrameSlot:
-    """Holds only the newest frame; a frame replaced before it was taken counts as dropped."""
+class Latest:
+    """Latest-only hand-over of frames between threads: a frame replaced before it was taken is
+    counted in ``replaced`` and never processed."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._frame: Frame | None = None
-        self._latest: Frame | None = None
-        self.frames_in = 0
-        self.frames_dropped = 0
-        self._seq = 0
+        self.replaced = 0
 
-    def next_seq(self) -> int:
+    def put_frame(self, frame: Frame) -> None:
         with self._cond:
-            self._seq += 1
-            return self._seq
-
-    def put(self, image: np.ndarray | None, *, data: bytes | None = None, meta: dict[str, str] | None = None) -> Frame:
-        with self._cond:
-            self._seq += 1
-            frame = Frame(image, self._seq, time.time(), data, meta or {})
             if self._frame is not None:
-                self.frames_dropped += 1
+                self.replaced += 1
             self._frame = frame
-            self.frames_in += 1
             self._cond.notify_all()
-            return frame
 
     def take(self, timeout: float) -> Frame | None:
         """The newest frame not yet taken, waiting up to ``timeout``."""
@@ -57,6 +46,34 @@ class FrameSlot:
             if self._frame is None:
                 self._cond.wait(timeout)
             frame, self._frame = self._frame, None
+            return frame
+
+
+class FrameSlot(Latest):
+    """Where sources put frames: holds only the newest; a frame replaced before it was taken
+    counts as dropped. Numbers the frames and remembers the latest decoded one for commands."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._latest: Frame | None = None
+        self.frames_in = 0
+        self._seq = 0
+
+    @property
+    def frames_dropped(self) -> int:
+        return self.replaced
+
+    def next_seq(self) -> int:
+        with self._cond:
+            self._seq += 1
+            return self._seq
+
+    def put(self, image: np.ndarray | None, *, data: bytes | None = None, meta: dict[str, str] | None = None) -> Frame:
+        with self._cond:  # an RLock: put_frame takes it again
+            self._seq += 1
+            frame = Frame(image, self._seq, time.time(), data, meta or {})
+            self.frames_in += 1
+            self.put_frame(frame)
             return frame
 
     def mark_latest(self, frame: Frame) -> None:

@@ -127,15 +127,11 @@ class Segmenter:
         blob, geo = self.preprocess(frame_bgr)
         out0, out1 = self.model(blob)[:2]
         if out0.shape[1] != 4 + len(self.names) + 32:
-            raise ModelError(
-                f"output0 has {out0.shape[1]} rows, expected 4 + {len(self.names)} classes + 32"
-            )
+            raise ModelError(f"output0 has {out0.shape[1]} rows, expected 4 + {len(self.names)} classes + 32")
         dets = decode_output0(out0, geo, score_th=score_th, iou_th=iou_th, max_det=max_det)
         return dets, out1[0], geo
 
-    def box_mask(
-        self, box: np.ndarray, coeffs: np.ndarray, protos: np.ndarray, geo: Letterbox
-    ) -> BoxMask:
+    def box_mask(self, box: np.ndarray, coeffs: np.ndarray, protos: np.ndarray, geo: Letterbox) -> BoxMask:
         """Binary mask of one object over its box's frame pixels (pixel u kept if x0 <= u < x1)."""
         x0, y0, x1, y1 = (float(v) for v in box)
         bx0, by0 = max(0, math.ceil(x0)), max(0, math.ceil(y0))
@@ -178,9 +174,7 @@ class Segmenter:
         polygons: bool = True,
     ) -> list[tuple[dict[str, Any], BoxMask]]:
         """Like :meth:`segment`, each object paired with its box-sized binary mask."""
-        dets, protos, geo = self.detect(
-            frame_bgr, score_th=score_th, iou_th=iou_th, max_det=max_det
-        )
+        dets, protos, geo = self.detect(frame_bgr, score_th=score_th, iou_th=iou_th, max_det=max_det)
         out: list[tuple[dict[str, Any], BoxMask]] = []
         for i in range(len(dets.scores)):
             box = dets.boxes[i]
@@ -197,9 +191,7 @@ class Segmenter:
                     round(float(box[3] - box[1]), 2),
                 ],
                 "polygons": (
-                    mask_to_polygons(
-                        bm.mask, bm.origin, epsilon=self.epsilon, min_area=self.min_area
-                    )
+                    mask_to_polygons(bm.mask, bm.origin, epsilon=self.epsilon, min_area=self.min_area)
                     if polygons
                     else []
                 ),

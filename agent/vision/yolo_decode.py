@@ -90,9 +90,7 @@ def empty_detections() -> Detections:
     )
 
 
-def nms_batched(
-    boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_th: float
-) -> np.ndarray:
+def nms_batched(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_th: float) -> np.ndarray:
     """Class-aware greedy NMS; returns kept indices, highest score first.
 
     Boxes of different classes are shifted apart (Ultralytics' offset trick), so one

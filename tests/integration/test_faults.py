@@ -17,9 +17,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +33,9 @@ from agent.models import load_manifest
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
 from tests.integration.tcp_proxy import TcpProxy
-from tests.mqtt_helpers import TestClient, decode
+from tests.mqtt_helpers import TestClient, decode, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy (a deadline, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def bank_bytes(agent: Agent) -> bytes:

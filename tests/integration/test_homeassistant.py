@@ -21,7 +21,7 @@ from agent import __version__
 from agent.homeassistant.discovery import DeviceInfo, HaTopics, discovery
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.mqtt_helpers import TestClient, decode, wait_until
 
 DEV = "cam1"
 
@@ -49,14 +49,6 @@ def fresh(broker: EmbeddedBroker) -> Iterator[Callable[[], TestClient]]:
 def expected_topics(ha: str, prefix: str, name: str = DEV) -> dict[str, dict[str, Any]]:
     info = DeviceInfo(DEV, name, __version__)
     return {d.topic: d.config for d in discovery(info, HaTopics(ha, f"{prefix}/{DEV}"))}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def seen(client: TestClient, predicate: Callable[[Any], bool], timeout: float = 15.0) -> Any:

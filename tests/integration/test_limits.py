@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
 import tracemalloc
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any
 
 import cv2
 import msgpack
@@ -23,17 +21,7 @@ from agent.mqtt.embedded import EmbeddedBroker
 from agent.mqtt.router import RateLimiter
 from agent.vision.decode import ImageDecodeError, decode_image
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from tests.mqtt_helpers import TestClient, decode, wait_until
 
 
 def small_jpeg(eval_dir: Path, w: int = 64, h: int = 48, quality: int = 70) -> bytes:

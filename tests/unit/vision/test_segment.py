@@ -87,9 +87,7 @@ def test_bus(seg: Segmenter, eval_dir: Path) -> None:
         ("coffee.png", "cup", 1, 0.94),
     ],
 )
-def test_photos(
-    seg: Segmenter, eval_dir: Path, name: str, label: str, count: int, score: float | None
-) -> None:
+def test_photos(seg: Segmenter, eval_dir: Path, name: str, label: str, count: int, score: float | None) -> None:
     frame = _img(eval_dir, name)
     objs = seg.segment(frame)
     _check_objects(objs, frame, seg.names)
@@ -170,9 +168,7 @@ def test_invalid_frame_raises(seg: Segmenter, bad: Any) -> None:
         seg.segment(bad)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"score_th": -0.1}, {"score_th": 1.5}, {"iou_th": 2.0}, {"max_det": -1}]
-)
+@pytest.mark.parametrize("kwargs", [{"score_th": -0.1}, {"score_th": 1.5}, {"iou_th": 2.0}, {"max_det": -1}])
 def test_invalid_thresholds_raise(seg: Segmenter, kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         seg.segment(np.zeros((64, 64, 3), np.uint8), **kwargs)

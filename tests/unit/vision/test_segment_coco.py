@@ -13,9 +13,7 @@ TOOL = Path(__file__).resolve().parents[3] / "tools" / "eval_segment.py"
 def test_coco_subset_through_the_eval_tool(eval_dir: Path, models_dir: Path) -> None:
     args = ["--eval-dir", str(eval_dir), "--models-dir", str(models_dir)]
     args += ["--limit", "24", "--runs", "0", "--json"]
-    proc = subprocess.run(
-        [sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    proc = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["images"] == 24 and res["masks_from"] == "polygons"
