@@ -96,31 +96,33 @@ def export(req: Export, ctx: Context) -> dict[str, Any]:
     return {"bank": "classes", "format": "maixpy", "entries": len(labels), "samples": len(samples), "data": data}
 
 
+def _unit(vec: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vec))
+    return vec / norm if norm > 0 else vec
+
+
 @command("bank", "import", Import)
 def import_(req: Import, ctx: Context) -> dict[str, Any]:
     """Add the file's entries to the bank (and sync them to the fleet)."""
     if req.bank == "faces":
         bank = ctx.service("faces").bank
         records = read_faces(req.data, expect_dim=bank.dim) if req.format == "maixpy" else _read_native(req.data, bank)
-        for label, vec in records:
-            if not label:
-                raise CommandError("bad_request", "data: a face record has an empty label")
-            norm = float(np.linalg.norm(vec))
-            bank.add(label, [vec / norm if norm > 0 else vec])
+        if any(not label for label, _ in records):
+            raise CommandError("bad_request", "data: a face record has an empty label")
+        unit = [(label, _unit(vec)) for label, vec in records]
+        bank.add_many(unit)  # one durable write: a file is imported whole or not at all
         return {"bank": "faces", "added": len(records)}
     svc = ctx.service("classifier")
     bank = svc.bank
     if req.format == "native":
         records = _read_native(req.data, bank)
-        for label, vec in records:
-            bank.add(label, [vec])
+        bank.add_many(records)
         return {"bank": "classes", "added": len(records), "samples": 0}
     parsed = read_classes(req.data, expect_dim=bank.dim)
     labels = parsed.labels or [f"Class {i + 1}" for i in range(len(parsed.classes))]
-    for label, vec in zip(labels, parsed.classes, strict=True):
-        if not label:
-            raise CommandError("bad_request", "data: a class has an empty label")
-        bank.add(label, [vec])
+    if any(not label for label in labels):
+        raise CommandError("bad_request", "data: a class has an empty label")
+    bank.add_many(zip(labels, parsed.classes, strict=True))
     if len(parsed.samples):
         svc.import_samples(parsed.samples)
     return {"bank": "classes", "added": len(labels), "samples": len(parsed.samples)}

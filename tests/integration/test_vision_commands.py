@@ -109,6 +109,11 @@ def test_face_commands_and_export_import(
     assert sorted(f["label"] for f in r["data"]["faces"]) == ["barack", "joe"]
     bad = base64.b64encode(b"label\0\x80\x00" + b"\0" * 8).decode()  # 128 floats announced, 2 given
     assert req("bank/import", {"bank": "faces", "format": "maixpy", "data": bad})["error"]["code"] == "bad_request"
+    # a file whose second record is bad is refused whole: nothing of it lands in the bank
+    vec = struct.pack("<H", 128) + np.ones(128, np.float32).tobytes()
+    half_bad = base64.b64encode(b"ann\0" + vec + b"\0" + vec).decode()  # second label empty
+    assert req("bank/import", {"bank": "faces", "format": "maixpy", "data": half_bad})["error"]["code"] == "bad_request"
+    assert [f["label"] for f in req("face/list")["data"]["faces"]] == ["barack", "joe"]
 
 
 def test_track_with_pushed_frames(make_agent: AgentFactory, client: TestClient, prefix: str, eval_dir: Path) -> None:
