@@ -89,7 +89,7 @@ def connect(port: int) -> TestClient:
     a round trip must not measure Nagle's algorithm."""
     client = TestClient(port)
     sock = client.client.socket()
-    if sock is not None:
+    if isinstance(sock, socket.socket):  # paho's SocketLike: a plain TCP socket here (no TLS, no websocket)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return client
 

@@ -46,7 +46,7 @@ def _cv2_letterbox(frame: Image) -> object:
     return cv2.dnn.blobFromImage(r, 1 / 255, swapRB=True)
 
 
-def _cv2_to_blob(image: Image) -> object:
+def _cv2_to_blob(image: npt.NDArray[np.generic]) -> object:
     """What the face detector and aligner did before: cvtColor-free BGR, astype, transpose."""
     return np.ascontiguousarray(image.astype(np.float32).transpose(2, 0, 1)[None])
 
@@ -63,7 +63,7 @@ def _cv2_cover(frame: Image) -> object:
 def run(rounds: int = 400) -> tuple[list[Row], dict[str, object]]:
     fastpath.set_implementation("cython")
     frame = load_bgr(EVAL / "images" / "bus.jpg", (640, 480))
-    crop = np.ascontiguousarray(cv2.resize(frame, (112, 112)))
+    crop = np.ascontiguousarray(cv2.resize(frame, (112, 112)), dtype=np.uint8)
     buf = np.empty((1, 3, 320, 320), np.float32)
 
     def fused() -> object:

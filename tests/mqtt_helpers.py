@@ -18,7 +18,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 
-def decode(payload: bytes) -> Any:
+def decode(payload: bytes | bytearray) -> Any:
+    """A JSON or msgpack payload (paho hands payloads over as ``bytes | bytearray``)."""
     if payload[:1] == b"{":
         return json.loads(payload)
     return msgpack.unpackb(payload, raw=False)
@@ -129,14 +130,15 @@ class TestClient:
         reply_topic = f"{prefix}/{dev}/reply/{command}"
         self.publish(f"{prefix}/{dev}/cmd/{command}", payload)
         msg = self.wait_for(lambda m: m.topic == reply_topic and _id_of(m.payload) == req_id, timeout)
-        return decode(msg.payload)  # type: ignore[no-any-return]
+        reply: dict[str, Any] = decode(msg.payload)
+        return reply
 
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def _id_of(payload: bytes) -> Any:
+def _id_of(payload: bytes | bytearray) -> Any:
     try:
         body = decode(payload)
     except Exception:

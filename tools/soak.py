@@ -152,12 +152,14 @@ class Probe:
 def command_mix(eval_dir: Path) -> list[tuple[str, dict[str, Any]]]:
     def b64(path: Path, width: int) -> str:
         image = cv2.imread(str(path))
+        if image is None:
+            raise FileNotFoundError(f"cannot read {path}")
         image = cv2.resize(image, (width, int(width * image.shape[0] / image.shape[1])))
         return base64.b64encode(cv2.imencode(".jpg", image)[1].tobytes()).decode()
 
     face = b64(eval_dir / "faces" / "obama.jpg", 320)
     bus = b64(eval_dir / "images" / "bus.jpg", 320)
-    cheap = [
+    cheap: list[tuple[str, dict[str, Any]]] = [
         ("system/ping", {}),
         ("thresholds/get", {}),
         ("pipelines/get", {}),
@@ -165,7 +167,7 @@ def command_mix(eval_dir: Path) -> list[tuple[str, dict[str, Any]]]:
         ("classifier/list", {}),
         ("system/info", {}),
     ]
-    expensive = [
+    expensive: list[tuple[str, dict[str, Any]]] = [
         ("infer", {"pipeline": "faces", "image": face}),
         ("classifier/add_class", {"label": "bus", "image": bus}),
         ("infer", {"pipeline": "segment", "image": bus}),
@@ -173,7 +175,7 @@ def command_mix(eval_dir: Path) -> list[tuple[str, dict[str, Any]]]:
         ("track/start", {"box": [140, 60, 120, 120]}),
         ("infer", {"pipeline": "classifier"}),
     ]
-    mix = []
+    mix: list[tuple[str, dict[str, Any]]] = []
     for i in range(20 * len(expensive)):
         mix.append(expensive[i // 20] if i % 20 == 19 else cheap[i % len(cheap)])
     return mix

@@ -226,7 +226,7 @@ def test_area_matches_opencv(eval_dir: Path, rel: str, out_h: int, out_w: int, s
     # the spec is OpenCV's INTER_AREA (box filter) when shrinking; OpenCV rounds to uint8
     img = read_image(eval_dir, rel)
     if img.shape[0] < out_h or img.shape[1] < out_w:
-        img = cv2.resize(img, (out_w * 2 + 7, out_h * 3 + 1))
+        img = np.ascontiguousarray(cv2.resize(img, (out_w * 2 + 7, out_h * 3 + 1)), dtype=np.uint8)
     want = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA).astype(np.float32).transpose(2, 0, 1)
     for impl in ("cython", "python"):
         fastpath.set_implementation(impl)

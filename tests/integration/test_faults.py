@@ -81,14 +81,15 @@ def test_cut_refused_and_slow_connections(make_agent: AgentFactory, broker: Embe
         c = TestClient(broker.port)
         c.subscribe(f"{prefix}/cs/reply/#")
         assert c.request(prefix, "cs", "system/ping")["ok"]
-        assert agent.link is not None
+        link = agent.link
+        assert link is not None
 
         # Cut with RST while refusing new connections: the agent retries with back-off.
         proxy.refuse()
         assert proxy.cut() == 1
-        wait_until(lambda: not agent.link.connected.is_set(), 15, "the agent to see the cut")
+        wait_until(lambda: not link.connected.is_set(), 15, "the agent to see the cut")
         proxy.refuse(False)
-        wait_until(agent.link.connected.is_set, 30, "a reconnect after the cut")
+        wait_until(link.connected.is_set, 30, "a reconnect after the cut")
         assert c.request(prefix, "cs", "system/ping")["ok"]
 
         # A slow link (300 ms per chunk each way, 20 kB/s): slower, but every reply arrives.
@@ -96,7 +97,7 @@ def test_cut_refused_and_slow_connections(make_agent: AgentFactory, broker: Embe
         for _ in range(3):
             assert c.request(prefix, "cs", "thresholds/get", timeout=60)["ok"]
         proxy.slow()
-        assert agent.link.stats.connects == 2
+        assert link.stats.connects == 2
         c.close()
         agent.stop()
 
@@ -135,13 +136,15 @@ def test_broker_restart_while_results_stream_and_the_fleet_syncs(
         c.close()
 
         own.stop()  # results keep coming out of the worker meanwhile; the link is down
-        assert agent.link is not None and peer.link is not None
-        wait_until(lambda: not agent.link.connected.is_set(), 15, "the agent to see the broker go")
+        link, peer_link = agent.link, peer.link
+        assert link is not None and peer_link is not None
+        wait_until(lambda: not link.connected.is_set(), 15, "the agent to see the broker go")
         # Learned while the broker is away (the device's own button, say): must reach the peer later.
         biden = cv2.imread(str(eval_dir / "faces" / "biden.jpg"))
+        assert biden is not None
         assert agent.faces.enrol(biden, "biden", "largest")["added"] == 1
         own.start()  # same port, empty: no retained messages, no subscriptions survive
-        wait_until(lambda: agent.link.connected.is_set() and peer.link.connected.is_set(), 30, "reconnects")
+        wait_until(lambda: link.connected.is_set() and peer_link.connected.is_set(), 30, "reconnects")
 
         c = TestClient(own.port)
         c.subscribe(f"{prefix}/rs/availability")  # re-announced (the restart lost the retained one)
@@ -155,7 +158,7 @@ def test_broker_restart_while_results_stream_and_the_fleet_syncs(
         assert {k: now[k] for k in before} == before and len(now) == len(before) + 1  # nothing lost or changed
         wait_until(lambda: entries(peer) == now, 30, "the peer to save the same bank")  # saved in batches
         assert leftovers(agent.settings.storage.dir) == []
-        assert agent.link.stats.connects == 2
+        assert link.stats.connects == 2
         c.close()
         for a in (agent, peer):
             a.stop()  # before the broker goes: a clean `offline`
@@ -396,8 +399,12 @@ def test_kill_9_while_enrolling_under_load(broker: EmbeddedBroker, eval_dir: Pat
         try:
             c.wait_for(lambda m: m.topic.endswith("availability") and m.payload == b"online", timeout=60)
             goal = len(acked()) + 2 + rnd  # kill at a different point of the stream each round
+
+            def enough(goal: int = goal) -> bool:
+                return len(acked()) >= goal
+
             writer.start()
-            wait_until(lambda goal=goal: len(acked()) >= goal, 60, "acknowledged writes")
+            wait_until(enough, 60, "acknowledged writes")
             proc.send_signal(signal.SIGKILL)  # the writer is still streaming: the agent is mid-command
             proc.wait(10)
             kills += 1

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +78,11 @@ def labels(c: TestClient, prefix: str, dev: str) -> list[str]:
     return [f["label"] for f in faces(c, prefix, dev)]
 
 
+def poll_labels(c: TestClient, prefix: str, dev: str, want: list[str], what: str) -> None:
+    """Poll ``dev``'s face list until it is ``want``."""
+    poll(lambda: labels(c, prefix, dev) == want, what)
+
+
 def native(entries: list[tuple[str, np.ndarray]], dim: int = 128) -> bytes:
     doc = {
         "v": 1,
@@ -116,7 +122,7 @@ def test_enrol_forget_and_concurrent_enrol_converge_on_three_cameras(
     agents = [make_agent(dev, fleet={"key": KEY}) for dev in ("A", "B", "C")]
     ask(c, prefix, "A", "face/enrol", {"label": "biden", "image": img("faces/biden.jpg")})
     for dev in ("B", "C"):
-        poll(lambda dev=dev: labels(c, prefix, dev) == ["biden"], f"biden on {dev}")
+        poll_labels(c, prefix, dev, ["biden"], f"biden on {dev}")
         seen = ask(
             c, prefix, dev, "infer", {"pipeline": "faces", "image": img("faces/knn_examples/train/biden/biden2.jpg")}
         )
@@ -124,7 +130,7 @@ def test_enrol_forget_and_concurrent_enrol_converge_on_three_cameras(
 
     ask(c, prefix, "B", "face/forget", {"label": "biden"})
     for dev in ("A", "C"):
-        poll(lambda dev=dev: labels(c, prefix, dev) == [], f"biden forgotten on {dev}")
+        poll_labels(c, prefix, dev, [], f"biden forgotten on {dev}")
 
     # the same person enrolled at once on A and C, another on B: every camera keeps every sample
     sent = []
@@ -137,9 +143,14 @@ def test_enrol_forget_and_concurrent_enrol_converge_on_three_cameras(
         c.publish(f"{prefix}/{dev}/cmd/face/enrol", msgpack.packb({"id": rid, "label": label, "image": img(path)}))
         sent.append((dev, rid))
     for dev, rid in sent:
-        body = poll(lambda dev=dev, rid=rid: reply_in(c, f"{prefix}/{dev}/reply/face/enrol", rid), f"{dev}'s reply")
+        body = poll(partial(reply_in, c, f"{prefix}/{dev}/reply/face/enrol", rid), f"{dev}'s reply")
         assert body["ok"], body
-    final = poll(lambda: (b := converged(agents)) and sum(not d for _, _, d in b.values()) == 3 and b, "convergence")
+
+    def three_live() -> dict[str, tuple[Stamp, str, bool]] | None:
+        b = converged(agents)
+        return b if b and sum(not d for _, _, d in b.values()) == 3 else None
+
+    final = poll(three_live, "convergence")
     assert sorted(label for _, label, deleted in final.values() if not deleted) == ["kit", "obama", "obama"]
     lists = [faces(c, prefix, dev) for dev in ("A", "B", "C")]
     assert lists[0] == lists[1] == lists[2]
@@ -175,7 +186,9 @@ def test_broker_losing_its_retained_store_is_refilled_by_the_cameras(make_agent:
         a.face_bank.add("alice", [unit(1)])
         poll(lambda: converged([a, b]), "alice on B")
         own.stop()
-        poll(lambda: not a.link.connected.is_set() and not b.link.connected.is_set(), "disconnect")  # type: ignore[union-attr]
+        a_link, b_link = a.link, b.link
+        assert a_link is not None and b_link is not None
+        poll(lambda: not a_link.connected.is_set() and not b_link.connected.is_set(), "disconnect")
         made = a.face_bank.add("bob", [unit(2)])  # a local change while the broker is down
         b.face_bank.delete(lambda e: e.label == "alice")
         own.start()
@@ -231,9 +244,8 @@ def test_forged_entries_are_refused_counted_and_repaired(
     c.subscribe(f"{base}/+", f"{prefix}/A/state")
     ask(c, prefix, "A", "bank/import", {"bank": "faces", "data": native([("obama", unit(1))])})
     legit_msg = poll(lambda: next((m for m in list(c.all) if m.topic.startswith(base + "/")), None), "the entry")
-    legit = BankEntry.decode(
-        legit_msg.payload, key=KEY.encode(), expect_dim=128, expect_bank="faces", max_bytes=1 << 16
-    )
+    legit_payload = bytes(legit_msg.payload)
+    legit = BankEntry.decode(legit_payload, key=KEY.encode(), expect_dim=128, expect_bank="faces", max_bytes=1 << 16)
     poll(lambda: converged([a, b]), "the legit entry on B")
     before = bank_of(a)
 
@@ -252,7 +264,7 @@ def test_forged_entries_are_refused_counted_and_repaired(
         legit.id, "faces", "mallory", legit.vec, 128, Stamp(legit.hlc.wall_ms + 1000, 0, "rogue"), "rogue"
     )
     replay = msgpack.unpackb(newer.encode(None), raw=False)
-    replay["sig"] = msgpack.unpackb(legit_msg.payload, raw=False)["sig"]  # the old signature on new fields
+    replay["sig"] = msgpack.unpackb(legit_payload, raw=False)["sig"]  # the old signature on new fields
     nan_fields = msgpack.unpackb(forged("nan", None)[1], raw=False)
     nan_fields["vec"] = np.full(128, np.nan, "<f4").tobytes()
     attacks: list[tuple[str, bytes, str | None]] = [
@@ -263,7 +275,7 @@ def test_forged_entries_are_refused_counted_and_repaired(
         (uuid.uuid4().hex, _raw(nan_fields), "bad_vector"),
         (uuid.uuid4().hex, b"\x00\xff garbage \xc1", "not_msgpack"),
         (uuid.uuid4().hex, b"\x82" * (10 << 20), "oversize"),
-        (uuid.uuid4().hex, legit_msg.payload, "topic_mismatch"),
+        (uuid.uuid4().hex, legit_payload, "topic_mismatch"),
         (uuid.uuid4().hex, b"", None),  # a cleared retained message: not an entry, not a forgery
     ]
     rogue = TestClient(broker.port)
@@ -274,9 +286,13 @@ def test_forged_entries_are_refused_counted_and_repaired(
     for _, _, reason in attacks:
         if reason:
             expected[reason] = expected.get(reason, 0) + 1
+
+    def settled(agent: Agent) -> None:
+        poll(lambda: agent.state()["bank_sync"].get("cleared"), f"the cleared id on {agent.device_id}")
+        poll(lambda: agent.state()["bank_rejects"] == expected, f"rejects counted on {agent.device_id}")
+
     for agent in (a, b):
-        poll(lambda agent=agent: agent.state()["bank_sync"].get("cleared"), f"the cleared id on {agent.device_id}")
-        poll(lambda agent=agent: agent.state()["bank_rejects"] == expected, f"rejects counted on {agent.device_id}")
+        settled(agent)
     st = state_of(c, prefix, "A", lambda s: s.get("bank_rejected") == sum(expected.values()))
     assert st["bank_rejects"] == expected and st["banks"]["faces"]["entries"] == 1
     assert bank_of(a) == before == bank_of(b)

@@ -10,9 +10,11 @@ import tracemalloc
 import uuid
 import zlib
 from pathlib import Path
+from typing import Any
 
 import cv2
 import msgpack
+import paho.mqtt.client as mqtt
 import pytest
 
 from agent.mqtt import codec
@@ -25,7 +27,9 @@ from tests.mqtt_helpers import TestClient, decode, wait_until
 
 
 def small_jpeg(eval_dir: Path, w: int = 64, h: int = 48, quality: int = 70) -> bytes:
-    image = cv2.resize(cv2.imread(str(eval_dir / "images" / "bus.jpg")), (w, h))
+    bus = cv2.imread(str(eval_dir / "images" / "bus.jpg"))
+    assert bus is not None
+    image = cv2.resize(bus, (w, h))
     ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return buf.tobytes()
@@ -178,15 +182,16 @@ def test_flooded_command_queue_answers_unavailable(
     assert client.request(prefix, "fq", "infer", {"pipeline": "classifier", "image": image}, encoding="msgpack")["ok"]
 
     # Keep the command worker busy, deterministically: face/list waits for the bank's lock.
-    assert agent.link is not None
+    link = agent.link
+    assert link is not None
     with agent.face_bank.lock:
-        arrived = agent.link.stats.received + 1
+        arrived = link.stats.received + 1
         client.publish(f"{prefix}/fq/cmd/face/list", b"{}")
-        wait_until(lambda: agent.link.stats.received == arrived and agent.router.queue.empty(), 15, "face/list taken")
+        wait_until(lambda: link.stats.received == arrived and agent.router.queue.empty(), 15, "face/list taken")
         for _ in range(10):
             client.publish(f"{prefix}/fq/cmd/infer", body, qos=0)
         wait_until(lambda: agent.router.counts.get("rejected_full") == 8, 15, "8 requests refused")
-    replies = []
+    replies: list[dict[str, Any]] = []
     while len(replies) < 10:
         replies.append(decode(client.wait_for(lambda m: m.topic.endswith("/reply/infer")).payload))
     full = [r for r in replies if not r["ok"]]
@@ -216,13 +221,11 @@ def test_rate_limit_on_expensive_commands_per_client(
                 user={"client": user} if user else None,
                 response_topic=f"{prefix}/inbox/{inbox}" if inbox else None,
             )
-            out.append(
-                decode(
-                    client.wait_for(
-                        lambda m, req_id=req_id: m.topic.endswith("/reply/infer") and decode(m.payload)["id"] == req_id
-                    ).payload
-                )
-            )
+
+            def is_reply(m: mqtt.MQTTMessage, req_id: str = req_id) -> bool:
+                return m.topic.endswith("/reply/infer") and decode(m.payload)["id"] == req_id
+
+            out.append(decode(client.wait_for(is_reply).payload))
         return out
 
     def outcome(replies: list[dict]) -> list[str]:

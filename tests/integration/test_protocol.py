@@ -63,7 +63,7 @@ def test_mqtt5_response_topic_and_correlation(make_agent: AgentFactory, client: 
     )
     msg = client.wait_for(lambda m: m.topic == f"{prefix}/inbox/me")
     assert decode(msg.payload)["id"] == "x"
-    assert msg.properties.CorrelationData == b"corr-42"
+    assert getattr(msg.properties, "CorrelationData", None) == b"corr-42"  # set by paho at run time
 
 
 def test_fleet_command_answered_by_every_device(make_agent: AgentFactory, client: TestClient, prefix: str) -> None:
@@ -71,7 +71,7 @@ def test_fleet_command_answered_by_every_device(make_agent: AgentFactory, client
     make_agent("cam2")
     client.subscribe(f"{prefix}/+/reply/system/ping")
     client.publish(f"{prefix}/fleet/f1/cmd/system/ping", b'{"id": "all"}')
-    seen = set()
+    seen: set[str] = set()
     while len(seen) < 2:
         msg = client.wait_for(lambda m: m.topic.endswith("/reply/system/ping"))
         seen.add(msg.topic.split("/")[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -15,10 +16,10 @@ from agent.settings import SourceSettings
 from agent.sources import FrameSlot, make_source
 
 
-def _wait(pred: object, timeout: float = 20.0) -> None:
+def _wait(pred: Callable[[], object], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
+        if pred():
             return
         time.sleep(0.01)
     raise TimeoutError
@@ -29,7 +30,8 @@ def test_slot_keeps_latest_and_counts_drops() -> None:
     for i in range(3):
         slot.put(np.full((2, 2, 3), i, np.uint8))
     frame = slot.take(0.1)
-    assert frame is not None and frame.seq == 3 and int(frame.image[0, 0, 0]) == 2  # type: ignore[index]
+    assert frame is not None and frame.image is not None
+    assert frame.seq == 3 and int(frame.image[0, 0, 0]) == 2
     assert slot.frames_in == 3 and slot.frames_dropped == 2
     assert slot.take(0.01) is None
 
@@ -69,7 +71,7 @@ def test_missing_source_is_retried_with_the_error_in_status(tmp_path: Path) -> N
     assert "not found" in (src.status.error or "") and slot.frames_in == 0
     # and a source that comes back is picked up again
     video = tmp_path / "later.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10, (64, 48))
     for _ in range(3):
         writer.write(np.zeros((48, 64, 3), np.uint8))
     writer.release()

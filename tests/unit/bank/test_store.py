@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -21,6 +22,10 @@ DIM = 4
 def bank(tmp: Path, origin: str = "cam-a", now: list[int] | None = None) -> EntryBank:
     clock = HLC(origin) if now is None else HLC(origin, now_ms=lambda: now[0])
     return EntryBank("faces", "m0", DIM, tmp / origin, clock, origin)
+
+
+def labelled(label: str) -> Callable[[BankEntry], bool]:
+    return lambda e: e.label == label
 
 
 def vec(seed: int) -> np.ndarray:
@@ -130,10 +135,10 @@ def test_any_delivery_order_converges_to_the_same_bank_and_order(
         if op == "add":
             versions += src.add(label, [vec(len(versions))])
         elif op == "del":
-            versions += src.delete(lambda e, label=label: e.label == label)
+            versions += src.delete(labelled(label))
         else:
             versions += src.relabel(label, f"p{(n + 1) % 4}")
-        if versions and data.draw(st.booleans()):  # sometimes a camera hears of another's change
+        if bool(versions) and data.draw(st.booleans()):  # sometimes a camera hears of another's change
             other = sources[(cam + 1) % 3]
             for v in versions[-3:]:
                 other.merge(v)
