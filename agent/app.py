@@ -141,7 +141,12 @@ class Agent:
             "classes", features.fingerprint, feature_dim(features), state, self.clock, self.device_id
         )
         self.faces = FaceService(
-            self.loader, s.models.face_detector, s.models.face_embedder, self.face_bank, self.controls
+            self.loader,
+            s.models.face_detector,
+            s.models.face_embedder,
+            self.face_bank,
+            self.controls,
+            max_faces=s.limits.faces_per_frame,
         )
         self.classifier = ClassifierService(self.loader, s.models.features, self.class_bank, self.controls, state)
         self.segment = SegmentService(self.loader, s.models.segmenter, self.controls)

@@ -192,6 +192,9 @@ class LimitsSettings(Section):
     bank_entry_bytes: int = Field(64 << 10, ge=1024, description="largest fleet bank entry")
     image_pixels: int = Field(40_000_000, ge=1, description="largest decoded image, in pixels")
     command_queue: int = Field(64, ge=1, description="pending commands before `unavailable` replies")
+    faces_per_frame: int = Field(
+        32, ge=1, le=750, description="most faces recognised in one frame or image (best detections first)"
+    )
     expensive_rate: float = Field(
         10.0,
         ge=0,

@@ -11,11 +11,20 @@ from agent.bank.store import EntryBank
 from agent.controls import Controls
 from agent.errors import CommandError
 from agent.pipelines.loader import ModelLoader
-from agent.vision.faces import FacePipeline, FaceTracks
+from agent.vision.faces import DEFAULT_MAX_FACES, FacePipeline, FaceTracks
 
 
 class FaceService:
-    def __init__(self, loader: ModelLoader, detector: str, embedder: str, bank: EntryBank, controls: Controls) -> None:
+    def __init__(
+        self,
+        loader: ModelLoader,
+        detector: str,
+        embedder: str,
+        bank: EntryBank,
+        controls: Controls,
+        max_faces: int = DEFAULT_MAX_FACES,
+    ) -> None:
+        self.max_faces = max_faces
         self.loader = loader
         self.detector_name = detector
         self.embedder_name = embedder
@@ -32,7 +41,10 @@ class FaceService:
             if self._pipeline is None:
                 kind = "yunet" if self.detector_name.startswith("yunet") else "retinaface"
                 self._pipeline = FacePipeline(
-                    self.loader.get(self.detector_name), kind, self.loader.get(self.embedder_name)
+                    self.loader.get(self.detector_name),
+                    kind,
+                    self.loader.get(self.embedder_name),
+                    max_faces=self.max_faces,
                 )
             return self._pipeline
 

@@ -31,7 +31,7 @@ DEFAULT_INPUT_SIZE = (480, 640)  # (H, W)
 DEFAULT_NMS: dict[DetectorKind, float] = {"retinaface": 0.4, "yunet": 0.3}
 DEFAULT_SCORE = 0.6
 PRE_NMS_TOP_K = 5000
-MAX_FACES = 750
+MAX_FACES = 750  # RetinaFace's keep_top_k: the most one detect() call returns
 
 _RETINA_STEPS = (8, 16, 32)
 _RETINA_MIN_SIZES = ((10, 20), (32, 64), (128, 256))
@@ -100,13 +100,14 @@ def to_blob(image: np.ndarray, colour: str | None, mean: float, scale: float) ->
     return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_th: float) -> np.ndarray:
-    """Greedy NMS on (N, 4) x1y1x2y2 boxes; returns kept indices, best score first."""
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_th: float, max_keep: int = MAX_FACES) -> np.ndarray:
+    """Greedy NMS on (N, 4) x1y1x2y2 boxes; returns at most ``max_keep`` kept indices, best score
+    first (it stops there: a near-zero score threshold cannot make it walk thousands of boxes)."""
     order = np.argsort(-scores, kind="stable")
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     keep: list[int] = []
-    while order.size and len(keep) < MAX_FACES:
+    while order.size and len(keep) < max_keep:
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
@@ -232,7 +233,14 @@ class FaceDetector:
         )
         return blob, min(out_h / h, out_w / w)
 
-    def detect(self, frame: np.ndarray, score_th: float = DEFAULT_SCORE, nms_th: float | None = None) -> list[Face]:
+    def detect(
+        self,
+        frame: np.ndarray,
+        score_th: float = DEFAULT_SCORE,
+        nms_th: float | None = None,
+        max_faces: int = MAX_FACES,
+    ) -> list[Face]:
+        """Faces best score first, at most ``max_faces``."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
         blob, scale = self.preprocess(frame)
@@ -242,7 +250,7 @@ class FaceDetector:
         else:
             raw = dict(zip(self.model.output_names, self.model(blob), strict=True))
             boxes, scores, points = decode_yunet(raw, self.size, score_th)
-        keep = nms(boxes, scores, self.default_nms if nms_th is None else nms_th)
+        keep = nms(boxes, scores, self.default_nms if nms_th is None else nms_th, max_faces)
         fh, fw = frame.shape[:2]
         faces: list[Face] = []
         for i in keep:

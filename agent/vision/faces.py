@@ -44,6 +44,7 @@ from agent.vision.runtime import OnnxModel
 UNKNOWN = "unknown"
 DEFAULT_MATCH = 0.70
 DEFAULT_DETECT = DEFAULT_SCORE
+DEFAULT_MAX_FACES = 32  # faces recognised per frame (limits.faces_per_frame)
 EMBED_DIM = 128
 
 Box = tuple[float, float, float, float]
@@ -267,8 +268,20 @@ class FaceTracks:
 class FacePipeline:
     """Detector (RetinaFace or YuNet) + SFace embedder + bank matching."""
 
-    def __init__(self, detector_model: OnnxModel, detector_kind: str, embedder_model: OnnxModel) -> None:
+    def __init__(
+        self,
+        detector_model: OnnxModel,
+        detector_kind: str,
+        embedder_model: OnnxModel,
+        max_faces: int = DEFAULT_MAX_FACES,
+    ) -> None:
+        """``max_faces``: the most faces one frame or image is searched for (best detections
+        first). Each costs an alignment and an SFace run, so this bounds a frame's time even
+        when ``face.detect`` is set near 0 and every anchor passes."""
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         self.detector = FaceDetector(detector_model, detector_kind)
+        self.max_faces = max_faces
         self.embedder = embedder_model
         size = embedder_model.spec.input.size
         self.align_size = size[0] if size else 112
@@ -285,7 +298,7 @@ class FacePipeline:
         return index
 
     def detect(self, frame: np.ndarray, score_th: float = DEFAULT_DETECT, nms_th: float | None = None) -> list[Face]:
-        return self.detector.detect(frame, score_th, nms_th)
+        return self.detector.detect(frame, score_th, nms_th, self.max_faces)
 
     def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The embedder's input for one face: aligned crop → NCHW float32."""

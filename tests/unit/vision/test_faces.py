@@ -203,3 +203,26 @@ def test_pick_for_enrol(pipe: FacePipeline, faces_dir: Path, bank: tuple[np.ndar
     assert pick_for_enrol([], "largest") == []
     with pytest.raises(ValueError):
         pick_for_enrol(faces, "unknown")
+
+
+def test_faces_per_frame_is_capped_even_with_a_zero_detect_threshold(
+    manifest: Manifest, models_dir: Path, faces_dir: Path
+) -> None:
+    """face.detect 0 lets every anchor through NMS; a frame must still cost at most max_faces
+    embeddings (the long fuzz run found ~25 s frames before this cap)."""
+    capped = FacePipeline(
+        OnnxModel(manifest.get("retinaface"), models_dir),
+        "retinaface",
+        OnnxModel(manifest.get("sface"), models_dir),
+        max_faces=5,
+    )
+    frame = read(faces_dir / "two_people.jpg")
+    everything = capped.detector.detect(frame, 0.0, 0.0)
+    assert len(everything) > 5  # the threshold really lets junk through
+    found = capped.recognise(frame, None, [], detect_th=0.0, nms_th=0.0)
+    assert len(found) == 5
+    scores = [f["score"] for f in found]
+    assert scores == sorted(scores, reverse=True)
+    assert [round(f.score, 4) for f in everything[:5]] == scores  # the best five, as published
+    with pytest.raises(ValueError, match="max_faces"):
+        FacePipeline(capped.detector.model, "retinaface", capped.embedder, max_faces=0)
