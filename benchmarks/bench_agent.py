@@ -228,7 +228,7 @@ def mqtt_latency(port: int, tmp: Path, n: int) -> dict[str, Any]:
 def run(pings_n: int = 1000, seconds: float = 10.0) -> tuple[list[Row], dict[str, Any]]:
     # mosquitto's default leaves Nagle on its sockets: every reply then waits ~40 ms for the
     # client's delayed ACK. A latency-minded broker turns it off (the agent does on its side).
-    broker = EmbeddedBroker(extra="set_tcp_nodelay true\n").start()
+    broker = EmbeddedBroker().start()
     try:
         with tempfile.TemporaryDirectory(prefix="maix-bench-") as td:
             tmp = Path(td)

@@ -62,6 +62,7 @@ class EmbeddedBroker:
             f"listener {self.port} 127.0.0.1\n{self.listener_extra}\n"
             f"{anonymous}"
             f"persistence false\n"
+            f"set_tcp_nodelay true\n"  # small packets (replies) go out at once, not after a delayed ACK
             f"log_dest file {self.log_path}\n"
             f"log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             f"{self.extra}\n"
