@@ -27,21 +27,26 @@ Beyond MaixPy (its NanoTrack has no recovery; its MixFormerV2 has a full-frame s
   with the threshold), not MaixPy's window-blended value, so it stays comparable across frames.
 * Appearance check (``verify``, on by default): the raw NanoTrack score is known to stay high after
   the target has left (SiamTrackers #102/#174; measured here: with the bag painted out of the bag
-  video the raw score is still >= 0.9 on 80 % of frames). Each hit is re-cropped as a template
-  (its own box, same context), run through the backbone (one 127x127 run, ~0.6 ms) and the central
-  half of its feature map (the target without context) is compared by cosine with the initial
-  template's. A hit whose cosine is below ``verify_min`` is a miss, and its published score drops
-  to ``threshold·cos/verify_min``; a verified hit keeps its raw score.
-* Calibration (tools/eval_track.py on vot15_bag): on a correct track the raw max score is
-  >= 0.96 for v2 (1st percentile 0.993) and >= 0.999 for v3; grey frames give ~0.71–0.80. So
-  MaixPy's 0.9 never freezes a correct track and stays the default for both versions. The cosine
-  on a correct track is >= 0.47 (v2) / >= 0.74 (v3); a painted-out target or unrelated scenes
-  reach at most ~0.47 (v2) / ~0.56 (v3): ``verify_min`` is 0.40 for v2 (deliberately on the safe
-  side: v2 separates poorly) and 0.60 for v3.
+  video the raw score is still >= 0.9 on 80 % of frames). Each hit is checked against the initial
+  template: the backbone is fully convolutional with stride 16 and the search crop has the
+  template's scale, so the search features under the hit (a bilinear 4x4 window of the 16x16 map,
+  the size of the template's central half, i.e. the target without context) are what the backbone
+  would give on a template re-cropped there. Their cosine with the initial template's central half
+  costs microseconds and no extra network run. (A wide-search tile at a larger scale is re-cropped
+  at the hit instead: one 127x127 backbone run.) A hit whose cosine is below ``verify_min`` is a
+  miss, and its published score drops to ``threshold·cos/verify_min``; a verified hit keeps its raw
+  score.
+* Calibration (tools/eval_track.py on vot15_bag, plus synthetic pans/zooms of 40 COCO objects): on
+  a correct track the raw max score is >= 0.96 for v2 (1st percentile 0.993) and >= 0.999 for v3;
+  grey frames give ~0.71–0.80. So MaixPy's 0.9 never freezes a correct track and stays the default
+  for both versions. The feature cosine on a correct track is >= 0.48 (v2) / >= 0.67 (v3) on the
+  bag (>= 0.60 / 0.67 on the COCO pans); with the bag painted out it reaches at most 0.35 (v2) /
+  0.37 (v3): ``verify_min`` is 0.40 for v2 and 0.50 for v3, nearer the painted-out side because a
+  wrongly rejected hit costs a real track.
 * Misses below ``lost_after`` still publish ``tracking`` (a brief dropout coasts, the state does
   not move); ``lost_after=1`` gives MaixPy's "lost on the first miss".
 
-All crops go through :func:`crop_square` (OpenCV's 8-bit crop, converted by fastpath).
+All crops go through :func:`crop_square` (one fused fastpath crop-resize to the network input).
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ Box = tuple[float, float, float, float]
 DEFAULT_SCORE = 0.9  # MaixPy's default, used for any model without a calibrated value
 CALIBRATED_SCORE: dict[str, float] = {"nanotrack_v2": 0.9, "nanotrack_v3": 0.9}
 DEFAULT_VERIFY = 0.4
-CALIBRATED_VERIFY: dict[str, float] = {"nanotrack_v2": 0.4, "nanotrack_v3": 0.6}
+CALIBRATED_VERIFY: dict[str, float] = {"nanotrack_v2": 0.4, "nanotrack_v3": 0.5}
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class TrackParams:
     search_every: int = 5  # then a wide search every this many missed frames
     max_tiles: int = 9  # at most this many search crops in one wide search
     tile_overlap: float = 0.25  # overlap between neighbouring tiles (fraction of the side)
-    verify: bool = True  # template-similarity check of each hit (one extra 127x127 backbone run)
+    verify: bool = True  # template-similarity check of each hit (on the search features)
     verify_min: float | None = None  # cosine below which a hit is rejected; None = calibrated
 
     def __post_init__(self) -> None:
@@ -116,32 +121,22 @@ class _Candidate:
     h: float
     score: float  # raw target probability at the chosen point
     penalty: float
+    feat: np.ndarray | None = None  # the search crop's backbone features [1, C, N, N]
+    crop_centre: tuple[float, float] = (0.0, 0.0)  # frame pixels
+    crop_scale: float = 1.0  # search-crop pixels per frame pixel
 
 
 def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int, pad: tuple[float, ...]) -> np.ndarray:
     """Square of ``side`` frame pixels centred on (cx, cy), padded with ``pad``, resized to ``out``.
 
-    Same geometry as pysot's ``get_subwindow`` (corner at ``floor(c − (side+1)/2 + 0.5)``, then
-    ``cv2.resize``), done in one ``warpAffine`` into an 8-bit crop, then one fused fastpath pass
-    (HWC→CHW float32). The crop stays OpenCV's, bit for bit: the thresholds were calibrated on it
-    and a Siamese tracker's score reacts to single grey levels (``fastpath.crop_resize`` gives the
-    same crop up to ±1 grey level, not exactly). Returns a float32 [1, 3, out, out] BGR tensor.
+    pysot's ``get_subwindow`` (integer window of ``round(side)`` pixels whose corner is
+    ``floor(c − (side+1)/2 + 0.5)``, outside pixels = ``pad``, then OpenCV's bilinear resize), in
+    one fused fastpath pass straight to the network's float32 [1, 3, out, out] BGR tensor: no 8-bit
+    intermediate, so it equals pad + slice + ``cv2.resize`` up to that resize's 8-bit rounding
+    (<= 0.5 grey level, 1 at most; the thresholds were calibrated on the 8-bit crop and hold).
+    ``fastpath.crop_resize`` centres a window on pixel ``origin + (side−1)/2``, hence the −1.
     """
-    side_i = max(1, round(side))
-    x0 = math.floor(cx - (side_i + 1) / 2 + 0.5)
-    y0 = math.floor(cy - (side_i + 1) / 2 + 0.5)
-    s = out / side_i
-    m = np.array([[s, 0.0, (0.5 - x0) * s - 0.5], [0.0, s, (0.5 - y0) * s - 0.5]], np.float64)
-    patch = cv2.warpAffine(
-        frame,
-        m,
-        (out, out),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=pad,
-    )
-    blob, _ = fastpath.letterbox_chw(np.asarray(patch, np.uint8), out, out, mode="stretch")  # 1:1: exact
-    return blob
+    return fastpath.crop_resize(frame, cx - 1.0, cy - 1.0, side, side, out, out, border=pad)
 
 
 def _change(r: np.ndarray) -> np.ndarray:
@@ -188,6 +183,8 @@ class NanoTracker:
         self._window = np.outer(han, han).ravel()
         self._template: np.ndarray | None = None
         self._template_vec: np.ndarray | None = None
+        self._template_vec32: np.ndarray | None = None
+        self._core_side = 0
         self._pad: tuple[float, ...] = (0.0, 0.0, 0.0)
         self.center: tuple[float, float] = (0.0, 0.0)  # last good centre
         self.size: tuple[float, float] = (0.0, 0.0)  # last good size
@@ -237,7 +234,10 @@ class NanoTracker:
         self.net_seconds = 0.0
         z = crop_square(frame, *self.center, self._template_side(), p.exemplar_size, self._pad)
         self._template = self._backbone(z)
-        self._template_vec = self._unit(self._core(self._template))
+        core = self._core(self._template)
+        self._core_side = int(core.shape[-1])
+        self._template_vec = self._unit(core)
+        self._template_vec32 = self._template_vec.astype(np.float32)
 
     def track(self, frame_bgr: np.ndarray) -> TrackResult:
         """Track one frame: the predicted box, its score and the published state."""
@@ -263,7 +263,8 @@ class NanoTracker:
             # the template wins. With none left, the best candidate is published with its
             # gated (below-threshold) score.
             for i, c in enumerate(x for x in cands[:3] if x.score >= self.threshold):
-                cos = self._similarity(frame, c)
+                same_scale = abs(c.crop_scale - scale_z) <= 1e-6 * scale_z
+                cos = self._feature_similarity(c) if same_scale else self._similarity(frame, c)
                 gated = self._gate(c.score, cos)
                 if i == 0:
                     self.last_similarity = cos
@@ -340,7 +341,8 @@ class NanoTracker:
         """One search crop of ``side`` frame pixels around ``centre``; ``scale`` = crop px / frame px."""
         p = self.params
         x = crop_square(frame, centre[0], centre[1], side, p.instance_size, self._pad)
-        cls, loc = self._head(self._backbone(x))
+        xf = self._backbone(x)
+        cls, loc = self._head(xf)
         logits = cls[0].reshape(2, -1).astype(np.float64)
         e = np.exp(logits - logits.max(axis=0, keepdims=True))
         score = e[1] / (e[0] + e[1])
@@ -367,6 +369,9 @@ class NanoTracker:
             h=h0 * (1.0 - lr) + ph[best] / scale * lr,
             score=float(score[best]),
             penalty=float(penalty[best]),
+            feat=xf,
+            crop_centre=centre,
+            crop_scale=scale,
         )
 
     def _tiles(self, ww: int, hh: int, s_x: float) -> list[tuple[tuple[float, float], float]]:
@@ -392,6 +397,38 @@ class NanoTracker:
         z = crop_square(frame, c.cx, c.cy, side, self.params.exemplar_size, self._pad)
         cos = float(self._unit(self._core(self._backbone(z))) @ self._template_vec)
         return cos
+
+    def _feature_similarity(self, c: _Candidate) -> float:
+        """Cosine of the search features under the candidate with the initial template's core.
+
+        Search feature ``j`` sits at crop pixel ``c0 + j·stride`` (``c0`` centres the map on the
+        crop); the template core is a ``k x k`` window (``k`` = the core's side), sampled
+        bilinearly at the candidate's centre and clamped to the map.
+        """
+        assert self._template_vec32 is not None and c.feat is not None
+        p = self.params
+        f = c.feat[0]
+        n = f.shape[-1]
+        k = self._core_side
+        half = (p.instance_size - 1) / 2.0
+        c0 = half - (n - 1) / 2.0 * p.stride
+        u = (c.cx - c.crop_centre[0]) * c.crop_scale + half
+        v = (c.cy - c.crop_centre[1]) * c.crop_scale + half
+        fx = min(max((u - c0) / p.stride - (k - 1) / 2.0, 0.0), float(n - k))
+        fy = min(max((v - c0) / p.stride - (k - 1) / 2.0, 0.0), float(n - k))
+        ix, iy = min(int(fx), n - k - 1), min(int(fy), n - k - 1)
+        if n == k:  # the map is the window
+            win = f
+        else:
+            ax, ay = fx - ix, fy - iy
+            win = (
+                f[:, iy : iy + k, ix : ix + k] * ((1 - ax) * (1 - ay))
+                + f[:, iy : iy + k, ix + 1 : ix + 1 + k] * (ax * (1 - ay))
+                + f[:, iy + 1 : iy + 1 + k, ix : ix + k] * ((1 - ax) * ay)
+                + f[:, iy + 1 : iy + 1 + k, ix + 1 : ix + 1 + k] * (ax * ay)
+            )
+        vec = win.ravel()
+        return float(vec @ self._template_vec32) / (float(np.linalg.norm(vec)) + 1e-12)
 
     def _gate(self, score: float, cos: float) -> float:
         """A verified hit keeps its score; a rejected one drops below the threshold, in

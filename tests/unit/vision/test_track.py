@@ -198,9 +198,9 @@ def test_painted_out_target_is_not_a_hit_with_verify(models: Models, bag: tuple[
 
 
 def test_crop_square_matches_pad_then_resize() -> None:
-    """The one-warp crop equals pysot's get_subwindow (pad with the colour, slice, cv2.resize)."""
+    """The fused crop equals pysot's get_subwindow (pad with the colour, slice, cv2.resize)."""
     rng = np.random.default_rng(1)
-    # A smooth image: on pixel noise warpAffine's 1/32-pixel interpolation grid differs visibly.
+    # A smooth image, as frames are; cv2.resize rounds to 8 bits, the fused crop does not.
     frame = cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 3)
     pad = (10.0, 20.0, 30.0)
     for cx, cy, side, out in [(80.0, 60.0, 50.0, 127), (5.3, 100.7, 90.0, 255), (150.0, 3.0, 301.0, 255)]:
@@ -239,3 +239,23 @@ def test_params_are_validated() -> None:
         TrackParams(max_tiles=0)
     with pytest.raises(ValueError):
         TrackParams(score=-0.1)
+
+
+def test_feature_check_agrees_with_a_recropped_template(
+    models: Models, bag: tuple[list[np.ndarray], list[Box]]
+) -> None:
+    """The check reads the search features under the hit instead of re-running the backbone on a
+    re-cropped template: on a correct track the two cosines agree and both pass ``verify_min``."""
+    frames, gt = bag
+    tracker = NanoTracker(*models, TrackParams(verify=False))
+    tracker.init(frames[0], gt[0])
+    p = tracker.params
+    gaps = []
+    for frame in frames[1:30]:
+        s_z = tracker._template_side()
+        cand = tracker._search(frame, tracker.center, s_z * p.instance_size / p.exemplar_size, 127 / s_z, window=True)
+        fast, slow = tracker._feature_similarity(cand), tracker._similarity(frame, cand)
+        assert fast >= tracker.verify_min and slow >= tracker.verify_min
+        gaps.append(abs(fast - slow))
+        tracker.track(frame)
+    assert float(np.median(gaps)) < 0.1
