@@ -1,7 +1,10 @@
 """Shared helpers of the benchmarks: alternating timing, rows of the results table, paths.
 
 Every comparison runs its contenders *alternately* in the same loop (round r runs A, B, C, …
-once each) so that a noisy neighbour slows all of them alike, and reports the median per call.
+once each, in an order shuffled every round) so that a noisy neighbour slows all of them alike,
+and reports the median per call. The shuffle matters: in a fixed order a contender that always
+follows a big model (a segmenter, another tracker) always starts with cold caches, and the one
+after it always with warm ones.
 """
 
 from __future__ import annotations
@@ -52,15 +55,18 @@ def alternate(
     warmup: int = 3,
     every: Mapping[str, int] | None = None,
 ) -> dict[str, list[float]]:
-    """Run every case once per round, in turn; per-call times in ms. ``every[name] = k`` runs a
-    slow case only every k-th round."""
+    """Run every case once per round, in an order shuffled every round (seeded); per-call times
+    in ms. ``every[name] = k`` runs a slow case only every k-th round."""
     every = every or {}
     for _ in range(warmup):
         for fn in cases.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    order = np.random.default_rng(0)
     for r in range(rounds):
-        for name, fn in cases.items():
+        for i in order.permutation(len(names)):
+            name, fn = names[i], cases[names[i]]
             if r % every.get(name, 1):
                 continue
             t0 = time.perf_counter()
