@@ -288,6 +288,7 @@ class Agent:
             },
             **self.fleet_sync.state(),
             "pipeline_ms": dict(self.engine.timings_ms),
+            "pipeline_errors": self.engine.errors,
             "track": {"active": self.track.active, **(self.track.last or {})},
             "models_loaded": self.loader.loaded(),
             "uptime": round(time.time() - self.started_at, 1),

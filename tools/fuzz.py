@@ -441,7 +441,7 @@ class Fuzzer:
         a = self.agent
         t0 = time.monotonic()
         self.found.inputs["frame"] += 1
-        errors = a.worker.errors
+        errors = a.worker.errors + a.engine.errors
         self.client.publish(f"{self.prefix}/{self.dev}/frame/in", payload, qos=1)
         want = self._frames0 + self.found.inputs["frame"]
         deadline = time.monotonic() + timeout
@@ -451,8 +451,10 @@ class Fuzzer:
             time.sleep(0.002)
         if time.monotonic() - t0 > SLOW_S:
             self._slow(f"frame before #{self.found.inputs['frame']}", time.monotonic() - t0)
-        if a.worker.errors != errors:
-            raise AssertionError(f"the vision worker failed on a frame ({len(payload)} bytes, {payload[:16]!r})")
+        if a.worker.errors + a.engine.errors != errors:
+            raise AssertionError(
+                f"the vision worker or a pipeline failed on a frame ({len(payload)} bytes, {payload[:16]!r})"
+            )
 
     def bank(self, bank: str, entry: str, payload: bytes) -> None:
         if self._over():
@@ -492,8 +494,11 @@ class Fuzzer:
             if time.monotonic() > deadline:
                 raise AssertionError("frames or bank messages were never accounted for")
             time.sleep(0.05)
-        if a.worker.errors:
-            raise AssertionError(f"the vision worker failed on {a.worker.errors} frame(s): see the log")
+        if a.worker.errors or a.engine.errors:
+            raise AssertionError(
+                f"the vision worker failed on {a.worker.errors} frame(s), the pipelines {a.engine.errors} "
+                "time(s): see the log"
+            )
         applied = a.fleet_sync.state()["bank_sync"].get("applied", 0)
         if applied:
             raise AssertionError(f"{applied} forged bank entries were applied despite the fleet key")
@@ -631,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
                 "frames_bad": agent.worker.bad_frames,
                 "bank_rejects": agent.fleet_sync.state()["bank_rejects"],
                 "worker_errors": agent.worker.errors,
+                "pipeline_errors": agent.engine.errors,
                 "internal_errors": len(fuzzer.internal),
                 "slow_inputs": len(f.slow),
                 "slowest": [text for _, text in sorted(f.slow, reverse=True)[:10]],

@@ -300,7 +300,8 @@ class SelfLearnClassifier:
 
     def score(self, distance: float) -> float:
         """0..1, monotone in the distance, 0.5 at ``max_distance`` (see the module docstring)."""
-        z = (distance - self.max_distance) / (self.max_distance / 8.0)
+        # 8 (d/m - 1), not (d - m) / (m / 8): m / 8 underflows to 0 for a subnormal m (fuzz found)
+        z = 8.0 * (distance / self.max_distance - 1.0)
         return 0.0 if z > 700 else 1.0 / (1.0 + math.exp(z))
 
     def classify(self, vec: np.ndarray) -> ClassifyResult:

@@ -123,6 +123,15 @@ def test_score_monotone_and_half_at_threshold(clf: SelfLearnClassifier) -> None:
     assert 0.0 <= scores[-1] < 0.01 and scores[0] > 0.99
 
 
+@pytest.mark.parametrize("max_distance", [5e-324, 1e-300, 1e300, 1.7e308])
+def test_score_of_extreme_thresholds(max_distance: float) -> None:
+    """Any positive max_distance that thresholds/set accepts scores without raising (the fuzz
+    session found a subnormal one dividing by zero)."""
+    clf = SelfLearnClassifier(max_distance=max_distance)
+    for d in (0.0, 1e-320, 1.0, 14.0, 1e308):
+        assert 0.0 <= clf.score(d) <= 1.0
+
+
 def test_unknown_beyond_max_distance(clf: SelfLearnClassifier, photo_feats: dict[str, np.ndarray]) -> None:
     res = clf.classify(photo_feats["rocket"])  # not enrolled
     assert res.label == UNKNOWN_LABEL and res.class_id == UNKNOWN_ID
