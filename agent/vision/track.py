@@ -139,15 +139,6 @@ def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int, 
     return fastpath.crop_resize(frame, cx - 1.0, cy - 1.0, side, side, out, out, border=pad)
 
 
-def _change(r: np.ndarray) -> np.ndarray:
-    return np.maximum(r, 1.0 / r)
-
-
-def _sz(w: np.ndarray | float, h: np.ndarray | float) -> np.ndarray:
-    pad = (np.asarray(w) + np.asarray(h)) * 0.5
-    return np.sqrt((np.asarray(w) + pad) * (np.asarray(h) + pad))
-
-
 class NanoTracker:
     """NanoTrack v2/v3 single-object tracker with MaixPy's update rule and lost-target recovery."""
 
@@ -181,6 +172,7 @@ class NanoTracker:
         self._py = py.ravel()
         han = np.hanning(n)
         self._window = np.outer(han, han).ravel()
+        self._window_w = self._window * p.window_influence
         self._template: np.ndarray | None = None
         self._template_vec: np.ndarray | None = None
         self._template_vec32: np.ndarray | None = None
@@ -343,30 +335,34 @@ class NanoTracker:
         x = crop_square(frame, centre[0], centre[1], side, p.instance_size, self._pad)
         xf = self._backbone(x)
         cls, loc = self._head(xf)
-        logits = cls[0].reshape(2, -1).astype(np.float64)
-        e = np.exp(logits - logits.max(axis=0, keepdims=True))
-        score = e[1] / (e[0] + e[1])
+        # two-class softmax = logistic of the logit difference (clipped: no overflow warning)
+        diff = (cls[0, 0] - cls[0, 1]).ravel().astype(np.float64)
+        score = 1.0 / (1.0 + np.exp(np.minimum(diff, 700.0)))
         d = loc[0].reshape(4, -1).astype(np.float64)
-        x1 = self._px - d[0]
-        y1 = self._py - d[1]
-        x2 = self._px + d[2]
-        y2 = self._py + d[3]
-        pw = np.maximum(x2 - x1, 1e-6)
-        ph = np.maximum(y2 - y1, 1e-6)
+        px, py = self._px, self._py
+        pw = np.maximum(d[0] + d[2], 1e-6)  # (px + r) - (px - l)
+        ph = np.maximum(d[1] + d[3], 1e-6)
         w0, h0 = self.size
-        s_c = _change(_sz(pw, ph) / _sz(w0 * scale, h0 * scale))
-        r_c = _change((w0 / h0) / (pw / ph))
-        penalty = np.exp(-(r_c * s_c - 1.0) * p.penalty_k)
+        sw, sh = w0 * scale, h0 * scale
+        pad0 = (sw + sh) * 0.5
+        pad = (pw + ph) * 0.5
+        s_c = np.sqrt((pw + pad) * (ph + pad)) * (1.0 / math.sqrt((sw + pad0) * (sh + pad0)))
+        s_c = np.maximum(s_c, 1.0 / s_c)
+        r_c = (w0 / h0) * ph / pw
+        r_c = np.maximum(r_c, 1.0 / r_c)
+        penalty = np.exp((1.0 - r_c * s_c) * p.penalty_k)
         pscore = penalty * score
         if window:
-            pscore = pscore * (1.0 - p.window_influence) + self._window * p.window_influence
+            pscore = pscore * (1.0 - p.window_influence) + self._window_w
         best = int(np.argmax(pscore))
         lr = float(penalty[best] * score[best] * p.lr)
+        cx = px[best] + (d[2, best] - d[0, best]) / 2.0  # centre of [px - l, px + r]
+        cy = py[best] + (d[3, best] - d[1, best]) / 2.0
         return _Candidate(
-            cx=centre[0] + (x1[best] + x2[best]) / 2.0 / scale,
-            cy=centre[1] + (y1[best] + y2[best]) / 2.0 / scale,
-            w=w0 * (1.0 - lr) + pw[best] / scale * lr,
-            h=h0 * (1.0 - lr) + ph[best] / scale * lr,
+            cx=centre[0] + float(cx) / scale,
+            cy=centre[1] + float(cy) / scale,
+            w=w0 * (1.0 - lr) + float(pw[best]) / scale * lr,
+            h=h0 * (1.0 - lr) + float(ph[best]) / scale * lr,
             score=float(score[best]),
             penalty=float(penalty[best]),
             feat=xf,
