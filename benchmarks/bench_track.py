@@ -3,11 +3,12 @@
 Run on demand (not by pytest):  .venv/bin/python benchmarks/bench_track.py [--passes N] [--threads N]
 
 VOT2015 "bag" (196 frames, 480x360), initialised on frame 1 with the ground truth, never
-re-initialised; ``--passes`` runs of the whole video. Per frame, alternately: the agent's
-tracker as configured by default (NanoTrack v2 + the template check, ``verify``), the same
-without the check, NanoTrack's own networks alone (search backbone + head on a prepared crop), and
-``cv2.TrackerNano`` (same v2 files), in an order shuffled every frame (whoever follows another
-tracker starts with cold caches). Mean IoU over frames 2..196 for the trackers. Median per
+re-initialised; ``--passes`` runs of the whole video. Per frame, in an order shuffled every frame
+(whoever follows another tracker starts with cold caches): the agent's tracker as configured by
+default (NanoTrack v2 + the template check, ``verify``), the same without the check, NanoTrack's
+own networks alone (search backbone + head on a prepared crop), ``cv2.TrackerNano`` (same v2
+files), and, reported, the agent's tracker on NanoTrack v3 and v3's networks alone. Mean IoU over
+frames 2..196 for the trackers. Median per
 frame. Writes benchmarks/results/bench_track.json.
 """
 
@@ -39,8 +40,18 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     manifest = load_manifest()
     bb_spec, hd_spec = manifest.get("nanotrack_v2_backbone"), manifest.get("nanotrack_v2_head")
     backbone, head = OnnxModel(bb_spec, MODELS, threads), OnnxModel(hd_spec, MODELS, threads)
-    times: dict[str, list[float]] = {"agent": [], "agent no verify": [], "nets": [], "opencv": [], "agent nets": []}
-    ious: dict[str, list[float]] = {"agent": [], "agent no verify": [], "opencv": []}
+    bb3_spec, hd3_spec = manifest.get("nanotrack_v3_backbone"), manifest.get("nanotrack_v3_head")
+    backbone3, head3 = OnnxModel(bb3_spec, MODELS, threads), OnnxModel(hd3_spec, MODELS, threads)
+    times: dict[str, list[float]] = {
+        "agent": [],
+        "agent no verify": [],
+        "nets": [],
+        "opencv": [],
+        "agent nets": [],
+        "agent v3": [],
+        "nets v3": [],
+    }
+    ious: dict[str, list[float]] = {"agent": [], "agent no verify": [], "opencv": [], "agent v3": []}
     # NanoTrack's networks alone: the backbone on a 255 search crop, the head on it + the template
     probe = NanoTracker(backbone, head)
     probe.init(frames[0], gt[0])
@@ -52,6 +63,16 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     def nets() -> None:
         xf = backbone.run({bb_in: x}, [bb_out])[0]
         head.run({hd_t: template, hd_x: xf})  # type: ignore[dict-item]
+
+    probe3 = NanoTracker(backbone3, head3)
+    probe3.init(frames[0], gt[0])
+    template3 = probe3._template
+    bb3_in, bb3_out = bb3_spec.input.name, backbone3.output_names[0]
+    hd3_t, hd3_x = hd3_spec.input.name, next(iter(hd3_spec.extra_inputs))
+
+    def nets3() -> None:
+        xf = backbone3.run({bb3_in: x}, [bb3_out])[0]
+        head3.run({hd3_t: template3, hd3_x: xf})  # type: ignore[dict-item]
 
     live: dict[str, Any] = {}  # this pass's trackers
     order = np.random.default_rng(0)
@@ -76,6 +97,17 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         nets()
         times["nets"].append((time.perf_counter() - t0) * 1e3)
 
+    def step_v3(frame: np.ndarray, box: Box) -> None:
+        t0 = time.perf_counter()
+        r = live["v3"].track(frame)
+        times["agent v3"].append((time.perf_counter() - t0) * 1e3)
+        ious["agent v3"].append(iou(r.box, box))
+
+    def step_nets3(frame: np.ndarray, box: Box) -> None:
+        t0 = time.perf_counter()
+        nets3()
+        times["nets v3"].append((time.perf_counter() - t0) * 1e3)
+
     def step_opencv(frame: np.ndarray, box: Box) -> None:
         t0 = time.perf_counter()
         _, rect = live["opencv"].update(frame)
@@ -89,10 +121,12 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         live["agent"] = NanoTracker(backbone, head)
         live["plain"] = NanoTracker(backbone, head, TrackParams(verify=False))
         live["opencv"] = cv2.TrackerNano_create(params)  # type: ignore[attr-defined]
+        live["v3"] = NanoTracker(backbone3, head3)
+        live["v3"].init(frames[0], gt[0])
         live["agent"].init(frames[0], gt[0])
         live["plain"].init(frames[0], gt[0])
         live["opencv"].init(frames[0], tuple(round(v) for v in gt[0]))
-        steps = [step_agent, step_plain, step_nets, step_opencv]
+        steps = [step_agent, step_plain, step_nets, step_opencv, step_v3, step_nets3]
         for frame, box in zip(frames[1:], gt[1:], strict=True):
             # a fresh order every frame: whoever follows OpenCV's tracker starts with cold caches
             for k in order.permutation(len(steps)):
@@ -130,6 +164,16 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             ">= 1.5x, IoU >=",
             m["opencv"] / m["agent"] >= 1.5 and miou["agent"] >= miou["opencv"],
             note=f"check off: {m['opencv'] / m['agent no verify']:.2f}x",
+        ),
+        Row(
+            "track",
+            f"NanoTrack v3 per frame, check on (IoU {miou['agent v3']:.3f}) vs its search+head alone",
+            ms(m["agent v3"]),
+            ms(m["nets v3"]),
+            m["agent v3"] / m["nets v3"],
+            "report",
+            None,
+            note=f"v3 vs cv2.TrackerNano (v2 files): {m['opencv'] / m['agent v3']:.2f}x",
         ),
     ]
     return rows, {"median_ms": m, "mean_iou": miou, "passes": passes, "threads": threads}
