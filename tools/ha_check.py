@@ -14,7 +14,8 @@ did it → the known face appears, the automation turns the "light" on, the pers
 sensors follow → forgetting the face removes its event type → the agent stops and HA marks every
 entity unavailable → HA is stopped, its entity registry holds every unique_id and its log has no
 WARNING or ERROR line at all (MQTT discovery, templates, event types, …) but HA's own notice that
-its support for Python 3.11 is deprecated.
+its support for Python 3.11 is deprecated and its shutdown notice about this check's statestream
+listener.
 
 Exit 0 when all pass; prints the entity list HA created and the log lines that matter.
 Run: PYTHONPATH=. .venv/bin/python tools/ha_check.py --hass .ha-venv/bin/hass
