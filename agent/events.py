@@ -9,7 +9,8 @@
 * ``class``: the classifier's answer ``changed`` once a new label has held for ``class_frames``
   consecutive frames (the first answer after start counts as a change from ``None``).
 * ``track``: the target was ``lost`` (state tracking → lost/searching) or ``found`` again
-  (lost/searching → tracking). Starting a track is not ``found``.
+  (lost/searching → tracking). Starting a track is not ``found``, even when it replaces a lost
+  target: track results carry the ``target`` they belong to (counted per ``track/start``).
 
 Pure state machine: no MQTT, no clock of its own (times come from the results' ``ts`` or the
 caller's ``now``). Thread-safe: the vision worker feeds it, the state loop ticks it.
@@ -66,6 +67,7 @@ class EventDetector:
         self._candidate: str | None = None
         self._candidate_frames = 0
         self._tracking: bool | None = None  # None: no track result since start/reset
+        self._target: object = None  # the track/start the last track result belonged to
         self.counts: dict[str, int] = {}
 
     # -- reads ------------------------------------------------------------------------------
@@ -200,6 +202,9 @@ class EventDetector:
         if state not in ("tracking", "lost", "searching"):
             return []
         tracking = state == "tracking"
+        target = result.get("target")
+        if target != self._target:  # a new track/start: its first result is no "found"
+            self._target, self._tracking = target, None
         was, self._tracking = self._tracking, tracking
         if was is None or was == tracking:
             return []

@@ -22,6 +22,7 @@ class TrackService:
         self._lock = threading.Lock()
         self.active = False
         self.last: dict[str, Any] | None = None
+        self.target = 0  # counts track/start: results carry it, so a restart is never "found"
 
     def _make(self) -> NanoTracker:
         backbone = self.loader.get(f"{self.model_name}_backbone")
@@ -37,8 +38,10 @@ class TrackService:
                 tracker.init(image, (float(box[0]), float(box[1]), float(box[2]), float(box[3])))
             except ValueError as exc:
                 raise CommandError("bad_request", str(exc)) from None
+            self.target += 1
             self._tracker, self.active, self.last = tracker, True, None
-        return {"box": [float(v) for v in box], "state": "tracking", "model": self.model_name}
+            target = self.target
+        return {"box": [float(v) for v in box], "state": "tracking", "model": self.model_name, "target": target}
 
     def stop(self) -> dict[str, Any]:
         with self._lock:
@@ -53,6 +56,7 @@ class TrackService:
                 return None
             tracker.threshold = self.controls.thresholds.track.score  # live, like MaixPy's track(img, th)
             r = tracker.track(image)
-        result = {"box": [round(v, 2) for v in r.box], "score": round(r.score, 4), "state": r.state}
+            target = self.target
+        result = {"box": [round(v, 2) for v in r.box], "score": round(r.score, 4), "state": r.state, "target": target}
         self.last = result
         return result

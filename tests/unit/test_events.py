@@ -34,8 +34,8 @@ def classify(ts: float, label: str) -> dict[str, Any]:
     return {"ts": ts, "seq": 1, "label": label, "class_id": 2, "distance": 3.5, "score": 0.7}
 
 
-def track(ts: float, state: str) -> dict[str, Any]:
-    return {"ts": ts, "seq": 1, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.95, "state": state}
+def track(ts: float, state: str, target: int = 1) -> dict[str, Any]:
+    return {"ts": ts, "seq": 1, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.95, "state": state, "target": target}
 
 
 def kinds(events: list) -> list[tuple[str, str, str | None]]:
@@ -143,6 +143,16 @@ def test_track_reset_forgets_the_old_target() -> None:
     d.feed("track", track(1, "lost"))
     d.reset_track()  # track/stop, then a new track/start
     assert d.feed("track", track(2, "tracking")) == []
+
+
+def test_a_restarted_track_is_not_found() -> None:
+    """track/start replacing a lost target between two state ticks (no reset_track in between):
+    the new target's results carry a new ``target`` and its first one is no ``found``."""
+    d = EventDetector("cam1", debounce=1.0, class_frames=1)
+    d.feed("track", track(0, "tracking", target=1))
+    assert kinds(d.feed("track", track(1, "lost", target=1))) == [("track", "lost", None)]
+    assert d.feed("track", track(2, "tracking", target=2)) == []
+    assert kinds(d.feed("track", track(3, "lost", target=2))) == [("track", "lost", None)]
 
 
 def test_other_kinds_and_bad_values_are_ignored() -> None:
