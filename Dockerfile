@@ -13,7 +13,7 @@ COPY agent ./agent
 COPY fastpath ./fastpath
 COPY models/manifest.toml ./models/manifest.toml
 COPY config ./config
-RUN pip install --no-cache-dir "Cython>=3.0" "numpy>=1.26" \
+RUN pip install --no-cache-dir --upgrade "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.26" \
  && pip install --no-cache-dir --no-build-isolation -e . \
  && python setup.py build_ext --inplace \
  && python -c "import fastpath; fastpath.set_implementation('cython')"
