@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,101 +34,86 @@ from agent.vision.track import Box, NanoTracker, TrackParams, crop_square
 from benchmarks.common import EVAL, MODELS, Row, med, ms, report
 from tools.eval_track import iou, load_sequence
 
+Step = Callable[[np.ndarray, Box], None]
+
 
 def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     fastpath.set_implementation("cython")
     cv2.setNumThreads(threads)
     frames, gt = load_sequence(EVAL / "tracking" / "vot15_bag")
     manifest = load_manifest()
-    bb_spec, hd_spec = manifest.get("nanotrack_v2_backbone"), manifest.get("nanotrack_v2_head")
-    backbone, head = OnnxModel(bb_spec, MODELS, threads), OnnxModel(hd_spec, MODELS, threads)
-    bb3_spec, hd3_spec = manifest.get("nanotrack_v3_backbone"), manifest.get("nanotrack_v3_head")
-    backbone3, head3 = OnnxModel(bb3_spec, MODELS, threads), OnnxModel(hd3_spec, MODELS, threads)
-    times: dict[str, list[float]] = {
-        "agent": [],
-        "agent no verify": [],
-        "nets": [],
-        "opencv": [],
-        "agent nets": [],
-        "agent v3": [],
-        "nets v3": [],
-    }
-    ious: dict[str, list[float]] = {"agent": [], "agent no verify": [], "opencv": [], "agent v3": []}
-    # NanoTrack's networks alone: the backbone on a 255 search crop, the head on it + the template
-    probe = NanoTracker(backbone, head)
-    probe.init(frames[0], gt[0])
-    template = probe._template  # the (1, 48, 8, 8) template features
-    x = crop_square(frames[0], *probe.center, 2 * probe._template_side(), 255, probe._pad)
-    bb_in, bb_out = bb_spec.input.name, backbone.output_names[0]
-    hd_t, hd_x = hd_spec.input.name, next(iter(hd_spec.extra_inputs))
-
-    def nets() -> None:
-        xf = backbone.run({bb_in: x}, [bb_out])[0]
-        head.run({hd_t: template, hd_x: xf})  # type: ignore[dict-item]
-
-    probe3 = NanoTracker(backbone3, head3)
-    probe3.init(frames[0], gt[0])
-    template3 = probe3._template
-    bb3_in, bb3_out = bb3_spec.input.name, backbone3.output_names[0]
-    hd3_t, hd3_x = hd3_spec.input.name, next(iter(hd3_spec.extra_inputs))
-
-    def nets3() -> None:
-        xf = backbone3.run({bb3_in: x}, [bb3_out])[0]
-        head3.run({hd3_t: template3, hd3_x: xf})  # type: ignore[dict-item]
-
-    live: dict[str, Any] = {}  # this pass's trackers
+    pairs = {
+        v: (OnnxModel(manifest.get(f"nanotrack_{v}_backbone"), MODELS, threads),
+            OnnxModel(manifest.get(f"nanotrack_{v}_head"), MODELS, threads))
+        for v in ("v2", "v3")
+    }  # fmt: skip
+    times: dict[str, list[float]] = defaultdict(list)
+    ious: dict[str, list[float]] = defaultdict(list)
+    live: dict[str, Any] = {}  # this pass's trackers, by result key
     order = np.random.default_rng(0)
 
-    def step_agent(frame: np.ndarray, box: Box) -> None:
-        agent = live["agent"]
-        net0 = agent.net_seconds
-        t0 = time.perf_counter()
-        r = agent.track(frame)
-        times["agent"].append((time.perf_counter() - t0) * 1e3)
-        times["agent nets"].append((agent.net_seconds - net0) * 1e3)
-        ious["agent"].append(iou(r.box, box))
+    def nets_of(version: str) -> Callable[[], None]:
+        """NanoTrack's networks alone: the backbone on a 255 search crop, the head on it + the
+        template features of frame 1."""
+        backbone, head = pairs[version]
+        probe = NanoTracker(backbone, head)
+        probe.init(frames[0], gt[0])
+        template = probe._template
+        x = crop_square(frames[0], *probe.center, 2 * probe._template_side(), 255, probe._pad)
+        bb_in, bb_out = backbone.spec.input.name, backbone.output_names[0]
+        hd_t, hd_x = head.spec.input.name, next(iter(head.spec.extra_inputs))
 
-    def step_plain(frame: np.ndarray, box: Box) -> None:
-        t0 = time.perf_counter()
-        r = live["plain"].track(frame)
-        times["agent no verify"].append((time.perf_counter() - t0) * 1e3)
-        ious["agent no verify"].append(iou(r.box, box))
+        def nets() -> None:
+            xf = backbone.run({bb_in: x}, [bb_out])[0]
+            head.run({hd_t: template, hd_x: xf})  # type: ignore[dict-item]
 
-    def step_nets(frame: np.ndarray, box: Box) -> None:
-        t0 = time.perf_counter()
-        nets()
-        times["nets"].append((time.perf_counter() - t0) * 1e3)
+        return nets
 
-    def step_v3(frame: np.ndarray, box: Box) -> None:
-        t0 = time.perf_counter()
-        r = live["v3"].track(frame)
-        times["agent v3"].append((time.perf_counter() - t0) * 1e3)
-        ious["agent v3"].append(iou(r.box, box))
+    def nets_step(key: str, nets: Callable[[], None]) -> Step:
+        def step(frame: np.ndarray, box: Box) -> None:
+            t0 = time.perf_counter()
+            nets()
+            times[key].append((time.perf_counter() - t0) * 1e3)
 
-    def step_nets3(frame: np.ndarray, box: Box) -> None:
-        t0 = time.perf_counter()
-        nets3()
-        times["nets v3"].append((time.perf_counter() - t0) * 1e3)
+        return step
 
-    def step_opencv(frame: np.ndarray, box: Box) -> None:
+    def tracker_step(key: str) -> Step:
+        def step(frame: np.ndarray, box: Box) -> None:
+            tracker = live[key]
+            net0 = tracker.net_seconds
+            t0 = time.perf_counter()
+            r = tracker.track(frame)
+            times[key].append((time.perf_counter() - t0) * 1e3)
+            times[f"{key} nets"].append((tracker.net_seconds - net0) * 1e3)
+            ious[key].append(iou(r.box, box))
+
+        return step
+
+    def opencv_step(frame: np.ndarray, box: Box) -> None:
         t0 = time.perf_counter()
         _, rect = live["opencv"].update(frame)
         times["opencv"].append((time.perf_counter() - t0) * 1e3)
         ious["opencv"].append(iou(tuple(float(v) for v in rect), box))
 
+    steps = [
+        tracker_step("agent"),
+        tracker_step("agent no verify"),
+        nets_step("nets", nets_of("v2")),
+        opencv_step,
+        tracker_step("agent v3"),
+        nets_step("nets v3", nets_of("v3")),
+    ]
     for _ in range(passes):
         params = cv2.TrackerNano_Params()  # type: ignore[attr-defined]
-        params.backbone = str(MODELS / bb_spec.file)
-        params.neckhead = str(MODELS / hd_spec.file)
-        live["agent"] = NanoTracker(backbone, head)
-        live["plain"] = NanoTracker(backbone, head, TrackParams(verify=False))
+        params.backbone = str(MODELS / pairs["v2"][0].spec.file)
+        params.neckhead = str(MODELS / pairs["v2"][1].spec.file)
+        live["agent"] = NanoTracker(*pairs["v2"])
+        live["agent no verify"] = NanoTracker(*pairs["v2"], TrackParams(verify=False))
+        live["agent v3"] = NanoTracker(*pairs["v3"])
+        for key in ("agent", "agent no verify", "agent v3"):
+            live[key].init(frames[0], gt[0])
         live["opencv"] = cv2.TrackerNano_create(params)  # type: ignore[attr-defined]
-        live["v3"] = NanoTracker(backbone3, head3)
-        live["v3"].init(frames[0], gt[0])
-        live["agent"].init(frames[0], gt[0])
-        live["plain"].init(frames[0], gt[0])
         live["opencv"].init(frames[0], tuple(round(v) for v in gt[0]))
-        steps = [step_agent, step_plain, step_nets, step_opencv, step_v3, step_nets3]
         for frame, box in zip(frames[1:], gt[1:], strict=True):
             # a fresh order every frame: whoever follows OpenCV's tracker starts with cold caches
             for k in order.permutation(len(steps)):
