@@ -105,8 +105,13 @@ class ModelsSettings(Section):
         None,
         ge=1,
         le=64,
-        description="onnxruntime intra-op threads per model (default: 1 when pipelines run side by side "
-        "(performance.mode throughput, or workers > 1), else 2)",
+        description="onnxruntime intra-op threads per model (default: 1 in performance.mode throughput, "
+        "else 2; with models.spin also 1 when workers > 1)",
+    )
+    spin: bool = Field(
+        False,
+        description="let onnxruntime's worker threads spin between runs (threads > 1 only): a little less "
+        "wake-up latency on otherwise idle cores, CPU taken from the other pipelines, the source and MQTT",
     )
     features: str = Field("mobilenet_v2", description="classifier feature model: mobilenet_v2 | efficientnet_lite0")
     face_detector: str = Field("retinaface", description="face detector: retinaface | yunet")
@@ -247,14 +252,19 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
     def model_threads(self) -> int:
-        """onnxruntime intra-op threads per model: ``models.threads``, else 1 when pipelines run
-        side by side (throughput lanes, or latency mode with ``workers`` > 1: the pipelines use
-        the cores, and two sessions spinning two threads each on two cores slow each other
-        down), else 2."""
+        """onnxruntime intra-op threads per model: ``models.threads``, else 1 in throughput mode
+        (each lane streams on its own: 2 threads a lane measured slower), else 2 — also with
+        ``workers`` > 1, since sessions that do not spin share the cores well (faces + track,
+        640x480, 2 cores: 35.7 fps with 2 threads a model against 30.8 with 1). With
+        ``models.spin``, sessions side by side get 1 thread: two spinning pools on two cores
+        slow each other down."""
         if self.models.threads is not None:
             return self.models.threads
-        parallel = self.performance.mode == "throughput" or self.performance.workers > 1
-        return 1 if parallel else 2
+        if self.performance.mode == "throughput":
+            return 1
+        if self.models.spin and self.performance.workers > 1:
+            return 1
+        return 2
 
     @classmethod
     def settings_customise_sources(

@@ -10,10 +10,11 @@ from agent.vision.runtime import OnnxModel
 
 
 class ModelLoader:
-    def __init__(self, manifest: Manifest, models_dir: Path, threads: int) -> None:
+    def __init__(self, manifest: Manifest, models_dir: Path, threads: int, spin: bool = False) -> None:
         self.manifest = manifest
         self.models_dir = models_dir
         self.threads = threads
+        self.spin = spin
         self._models: dict[str, OnnxModel] = {}
         self._lock = threading.Lock()
 
@@ -24,7 +25,7 @@ class ModelLoader:
         with self._lock:
             model = self._models.get(name)
             if model is None:
-                model = OnnxModel(self.manifest.get(name), self.models_dir, self.threads)
+                model = OnnxModel(self.manifest.get(name), self.models_dir, self.threads, self.spin)
                 self._models[name] = model
             return model
 

@@ -85,3 +85,17 @@ def test_model_contract_is_checked(models_dir: Path, manifest: Manifest, tmp_pat
     other = replace(manifest.get("yunet"), file=spec.file, sha256=spec.sha256, size=spec.size)
     with pytest.raises(ModelError, match="yunet"):
         OnnxModel(other, models_dir)
+
+
+def test_session_threads_and_spinning_follow_the_settings(models_dir: Path, manifest: Manifest) -> None:
+    """models.threads and models.spin reach onnxruntime; spinning is off unless asked for."""
+    from agent.pipelines.loader import ModelLoader
+    from agent.settings import ModelsSettings
+
+    s = ModelsSettings()
+    assert s.spin is False
+    for spin in (False, True):
+        loader = ModelLoader(manifest, models_dir, threads=2, spin=spin)
+        opts = loader.get("nanotrack_v2_head").session.get_session_options()
+        assert opts.intra_op_num_threads == 2
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")

@@ -47,6 +47,24 @@ def test_defaults_and_contract_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             obj = getattr(obj, part)
 
 
+@pytest.mark.parametrize(
+    ("mode", "workers", "spin", "threads", "want"),
+    [
+        ("latency", 2, False, None, 2),  # the default: sessions that do not spin share the cores
+        ("latency", 1, False, None, 2),
+        ("latency", 2, True, None, 1),  # spinning pools side by side slow each other down
+        ("latency", 1, True, None, 2),
+        ("throughput", 2, False, None, 1),  # one lane a pipeline
+        ("throughput", 2, False, 3, 3),  # models.threads wins
+    ],
+)
+def test_model_threads(mode: str, workers: int, spin: bool, threads: int | None, want: int) -> None:
+    s = Settings.model_validate(
+        {"performance": {"mode": mode, "workers": workers}, "models": {"spin": spin, "threads": threads}}
+    )
+    assert s.model_threads() == want
+
+
 def test_yaml_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "a.yaml"
     cfg.write_text(
