@@ -216,8 +216,6 @@ class Agent:
         """Periodic (state loop): identities that left while no frame came, HA mirrors' refresh."""
         if not self.controls.pipelines.faces:
             self.events.release_held()
-        if not self.track.active:
-            self.events.reset_track()
         now = time.time()
         events = self.events.tick(now)
         self._emit_events(events)

@@ -66,7 +66,7 @@ class EventDetector:
         self._class: str | None = None
         self._candidate: str | None = None
         self._candidate_frames = 0
-        self._tracking: bool | None = None  # None: no track result since start/reset
+        self._tracking: bool | None = None  # None: no result of the current target yet
         self._target: object = None  # the track/start the last track result belonged to
         self.counts: dict[str, int] = {}
 
@@ -106,11 +106,6 @@ class EventDetector:
         """The faces pipeline stopped: held identities may now leave."""
         with self._lock:
             self._held = set()
-
-    def reset_track(self) -> None:
-        """The target was stopped: the next track result starts afresh (no ``found``)."""
-        with self._lock:
-            self._tracking = None
 
     # -- internals (lock held) --------------------------------------------------------------
     def _count(self, events: list[Event]) -> None:

@@ -441,7 +441,7 @@ class Fuzzer:
         a = self.agent
         t0 = time.monotonic()
         self.found.inputs["frame"] += 1
-        errors = a.worker.errors + a.engine.errors
+        errors = self._failures()
         self.client.publish(f"{self.prefix}/{self.dev}/frame/in", payload, qos=1)
         want = self._frames0 + self.found.inputs["frame"]
         deadline = time.monotonic() + timeout
@@ -451,10 +451,14 @@ class Fuzzer:
             time.sleep(0.002)
         if time.monotonic() - t0 > SLOW_S:
             self._slow(f"frame before #{self.found.inputs['frame']}", time.monotonic() - t0)
-        if a.worker.errors + a.engine.errors != errors:
+        if self._failures() != errors:
             raise AssertionError(
                 f"the vision worker or a pipeline failed on a frame ({len(payload)} bytes, {payload[:16]!r})"
             )
+
+    def _failures(self) -> int:
+        """Frames the vision worker failed on plus pipeline runs that raised (both logged)."""
+        return int(self.agent.worker.errors + self.agent.engine.errors)
 
     def bank(self, bank: str, entry: str, payload: bytes) -> None:
         if self._over():

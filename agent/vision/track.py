@@ -174,8 +174,7 @@ class NanoTracker:
         self._window = np.outer(han, han).ravel()
         self._window_w = self._window * p.window_influence
         self._template: np.ndarray | None = None
-        self._template_vec: np.ndarray | None = None
-        self._template_vec32: np.ndarray | None = None
+        self._template_vec: np.ndarray | None = None  # unit float32 core of the first template
         self._core_side = 0
         self._pad: tuple[float, ...] = (0.0, 0.0, 0.0)
         self.center: tuple[float, float] = (0.0, 0.0)  # last good centre
@@ -228,8 +227,7 @@ class NanoTracker:
         self._template = self._backbone(z)
         core = self._core(self._template)
         self._core_side = int(core.shape[-1])
-        self._template_vec = self._unit(core)
-        self._template_vec32 = self._template_vec.astype(np.float32)
+        self._template_vec = self._unit(core).astype(np.float32)
 
     def track(self, frame_bgr: np.ndarray) -> TrackResult:
         """Track one frame: the predicted box, its score and the published state."""
@@ -401,7 +399,7 @@ class NanoTracker:
         crop); the template core is a ``k x k`` window (``k`` = the core's side), sampled
         bilinearly at the candidate's centre and clamped to the map.
         """
-        assert self._template_vec32 is not None and c.feat is not None
+        assert self._template_vec is not None and c.feat is not None
         p = self.params
         f = c.feat[0]
         n = f.shape[-1]
@@ -424,7 +422,7 @@ class NanoTracker:
                 + f[:, iy + 1 : iy + 1 + k, ix + 1 : ix + 1 + k] * (ax * ay)
             )
         vec = win.ravel()
-        return float(vec @ self._template_vec32) / (float(np.linalg.norm(vec)) + 1e-12)
+        return float(vec @ self._template_vec) / (float(np.linalg.norm(vec)) + 1e-12)
 
     def _gate(self, score: float, cos: float) -> float:
         """A verified hit keeps its score; a rejected one drops below the threshold, in

@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.conftest import AgentFactory
 from tests.mqtt_helpers import TestClient
+from tools.eval_track import iou
 
 # who is in each knn test photo (file names name them; the child in obama_and_biden is nobody)
 EXPECTED = {
@@ -57,21 +58,13 @@ def test_knn_identities_and_stranger(make_agent: AgentFactory, client: TestClien
     assert stranger and all(f["label"] == "unknown" and f["class_id"] == 0 for f in stranger), stranger
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter) if inter > 0 else 0.0
-
-
 def _recall(truth: dict[str, list[list[float]]], found: dict[str, list[list[float]]], th: float) -> float:
     hit = total = 0
     for name, boxes in truth.items():
         pool = list(found.get(name, []))
         for box in boxes:
             total += 1
-            scores = [_iou(box, f) for f in pool]
+            scores = [iou(box, f) for f in pool]
             if scores and max(scores) >= th:
                 hit += 1
                 pool.pop(scores.index(max(scores)))

@@ -7,18 +7,13 @@ from typing import Any
 
 import pytest
 
+from tools.eval_track import iou
+
 
 def _aabb(line: str) -> list[float]:
     v = [float(x) for x in line.replace(",", " ").split()]
     xs, ys = v[0::2], v[1::2]
     return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 @pytest.mark.accuracy
@@ -31,7 +26,7 @@ def test_vot_bag_mean_iou(tracker: str, bar: float, infer: Any, eval_dir: Path, 
     box = ",".join(f"{v:.2f}" for v in truth[0])
     lines = infer(["track", *map(str, frames), "--box", box], env={"MAIX_AGENT_MODELS__TRACKER": tracker})
     assert len(lines) == len(frames) - 1 and all("box" in line for line in lines)
-    ious = [_iou(line["box"], gt) for line, gt in zip(lines, truth[1:], strict=True)]
+    ious = [iou(line["box"], gt) for line, gt in zip(lines, truth[1:], strict=True)]
     mean = sum(ious) / len(ious)
     record_property(f"{tracker}_mean_iou", mean)
     print(f"{tracker}: mean IoU {mean:.4f} over {len(ious)} frames, {sum(i > 0.5 for i in ious)} with IoU > 0.5")

@@ -14,6 +14,7 @@ import numpy as np
 
 from tests.integration.conftest import AgentFactory
 from tests.mqtt_helpers import TestClient, decode
+from tools.eval_track import iou
 
 
 def b64(path: Path) -> str:
@@ -141,9 +142,7 @@ def test_track_with_pushed_frames(make_agent: AgentFactory, client: TestClient, 
     assert all(r["state"] == "tracking" and r["score"] >= 0.9 for r in results)
     # the bag moves ~50 px up in these frames: the last box must still cover it
     last, want = results[-1]["box"], gt(len(frames) - 1)
-    iw = max(0.0, min(last[0] + last[2], want[0] + want[2]) - max(last[0], want[0]))
-    ih = max(0.0, min(last[1] + last[3], want[1] + want[3]) - max(last[1], want[1]))
-    assert iw * ih / (last[2] * last[3] + want[2] * want[3] - iw * ih) > 0.5
+    assert iou(last, want) > 0.5
     assert [r["target"] for r in results] == [r["data"]["target"]] * len(results)
     assert {"v", "dev", "seq", "ts", "w", "h", "box", "score", "state"} <= set(results[-1])
     client.publish(f"{prefix}/tr/frame/in", b"not an image")  # dropped and counted, never fatal

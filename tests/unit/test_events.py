@@ -137,17 +137,17 @@ def test_track_lost_and_found() -> None:
     assert out[2] and out[5] and not out[0]  # the start of a track is not "found"
 
 
-def test_track_reset_forgets_the_old_target() -> None:
+def test_a_new_target_after_a_stop_is_not_found() -> None:
     d = EventDetector("cam1", debounce=1.0, class_frames=1)
     d.feed("track", track(0, "tracking"))
     d.feed("track", track(1, "lost"))
-    d.reset_track()  # track/stop, then a new track/start
-    assert d.feed("track", track(2, "tracking")) == []
+    # track/stop, then a new track/start: its results carry the next target
+    assert d.feed("track", track(2, "tracking", target=2)) == []
 
 
 def test_a_restarted_track_is_not_found() -> None:
-    """track/start replacing a lost target between two state ticks (no reset_track in between):
-    the new target's results carry a new ``target`` and its first one is no ``found``."""
+    """track/start replacing a lost target without a track/stop: the new target's results carry a
+    new ``target`` and its first one is no ``found``."""
     d = EventDetector("cam1", debounce=1.0, class_frames=1)
     d.feed("track", track(0, "tracking", target=1))
     assert kinds(d.feed("track", track(1, "lost", target=1))) == [("track", "lost", None)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import pytest
 from agent.models.manifest import load_manifest
 from agent.vision.runtime import OnnxModel
 from agent.vision.track import NanoTracker, TrackParams, TrackResult, crop_square
+from tools.eval_track import iou
 
 Box = tuple[float, float, float, float]
 Models = tuple[OnnxModel, OnnxModel]
@@ -48,19 +48,12 @@ def models(request: pytest.FixtureRequest, models_dir: Path) -> Models:
     )
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def test_short_run_keeps_the_bag(models: Models, bag: tuple[list[np.ndarray], list[Box]]) -> None:
     frames, gt = bag
     tracker = NanoTracker(*models)
     tracker.init(frames[0], gt[0])
     results = [tracker.track(f) for f in frames[1:40]]
-    ious = [_iou(r.box, g) for r, g in zip(results, gt[1:40], strict=True)]
+    ious = [iou(r.box, g) for r, g in zip(results, gt[1:40], strict=True)]
     assert float(np.mean(ious)) > 0.7
     assert min(ious) > 0.4
     assert all(r.state == "tracking" for r in results)
@@ -143,7 +136,7 @@ def test_lost_search_and_resume_after_grey_frames(models: Models, bag: tuple[lis
     assert set(states[2:]) == {"lost", "searching"}
     after = _run(tracker, frames[50:N_FRAMES])
     assert after[0].state == "tracking"
-    ious = [_iou(r.box, g) for r, g in zip(after, gt[50:N_FRAMES], strict=True)]
+    ious = [iou(r.box, g) for r, g in zip(after, gt[50:N_FRAMES], strict=True)]
     assert all(r.state == "tracking" for r in after)
     assert float(np.mean(ious)) > 0.6
 
@@ -169,7 +162,7 @@ def test_wide_search_finds_a_target_that_moved_away(models: Models, bag: tuple[l
     after = states(search_after=4)
     assert [r.state for r in after[:2]] == ["lost", "lost"]
     assert all(r.state == "tracking" for r in after[2:])
-    ious = [_iou(r.box, g) for r, g in zip(after[2:], moved_gt[2:], strict=True)]
+    ious = [iou(r.box, g) for r, g in zip(after[2:], moved_gt[2:], strict=True)]
     assert float(np.mean(ious)) > 0.6
 
 
