@@ -8,8 +8,9 @@ re-initialised; ``--passes`` runs of the whole video. Per frame, in an order shu
 default (NanoTrack v2 + the template check, ``verify``), the same without the check, NanoTrack's
 own networks alone (search backbone + head on a prepared crop), ``cv2.TrackerNano`` (same v2
 files), and, reported, the agent's tracker on NanoTrack v3 and v3's networks alone. Mean IoU over
-frames 2..196 for the trackers. Median per
-frame. Writes benchmarks/results/bench_track.json.
+frames 2..196 for the trackers. Median per frame. Each frame is copied before its steps, as the
+agent's frame source hands over a frame it has just decoded (the list of 196 decoded frames would
+otherwise start every step from DRAM). Writes benchmarks/results/bench_track.json.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             live[key].init(frames[0], gt[0])
         live["opencv"] = cv2.TrackerNano_create(params)  # type: ignore[attr-defined]
         live["opencv"].init(frames[0], tuple(round(v) for v in gt[0]))
-        for frame, box in zip(frames[1:], gt[1:], strict=True):
+        for stored, box in zip(frames[1:], gt[1:], strict=True):
+            # a frame as a source hands it over: just written (decoded), not 100 MB back in DRAM
+            frame = stored.copy()
             # a fresh order every frame: whoever follows OpenCV's tracker starts with cold caches
             for k in order.permutation(len(steps)):
                 steps[k](frame, box)

@@ -1,7 +1,8 @@
 """fastpath: fused preprocessing and bank-search kernels (Cython), with a NumPy reference.
 
 The public functions validate their inputs (raising ``ValueError`` with a clear message) and
-dispatch to the Cython kernels (``fastpath._preprocess``, ``fastpath._compare``) or to the pure
+dispatch to the Cython kernels (``fastpath._preprocess``, ``fastpath._compare``,
+``fastpath._decode``) or to the pure
 NumPy reference (``fastpath._reference``, which is the spec). Select with
 :func:`set_implementation`: ``"auto"`` (default: Cython if the compiled modules import, else
 Python), ``"cython"`` (error if not built) or ``"python"``. Nothing is read from the environment
@@ -41,12 +42,13 @@ __all__ = [
     "resample_kind",
     "set_implementation",
     "set_simd_level",
+    "siamese_decode",
     "simd_level",
     "warp_affine_chw",
 ]
 
 _IMPLEMENTATIONS = ("auto", "cython", "python")
-_kernels: tuple[ModuleType, ModuleType] | None = None  # (_preprocess, _compare) when in use
+_kernels: tuple[ModuleType, ModuleType, ModuleType] | None = None  # (_preprocess, _compare, _decode)
 # letterbox plans by their full argument key (Cython path only): (Resampler, Transform)
 _plans: dict[tuple[Any, ...], tuple[Any, Transform]] = {}
 _MAX_PLANS = 64
@@ -57,10 +59,11 @@ ChannelValue = float | Sequence[float]
 # ----------------------------------------------------------------------------------------------
 # Dispatch
 # ----------------------------------------------------------------------------------------------
-def _import_kernels() -> tuple[ModuleType, ModuleType]:
+def _import_kernels() -> tuple[ModuleType, ModuleType, ModuleType]:
     return (
         importlib.import_module("fastpath._preprocess"),
         importlib.import_module("fastpath._compare"),
+        importlib.import_module("fastpath._decode"),
     )
 
 
@@ -309,12 +312,14 @@ def crop_resize(
     mean: ChannelValue = 0.0,
     scale: ChannelValue = 1.0,
 ) -> npt.NDArray[np.float32]:
-    """Crop a ``round(side_w)`` x ``round(side_h)`` window centred on ``(cx, cy)`` (pixel
-    centres on integers; may reach outside the frame), fill outside pixels with ``border``
-    (source channel order; ``None`` = the frame's per-channel mean), bilinear-resize it to
-    ``out_w`` x ``out_h``, swap/mean/scale, CHW float32 ``(1, 3, out_h, out_w)``.
+    """Sample the ``side_w`` x ``side_h`` window centred on ``(cx, cy)`` onto ``out_w`` x ``out_h``
+    (bilinear), swap/mean/scale, CHW float32 ``(1, 3, out_h, out_w)``.
 
-    This is the NanoTrack / SiamRPN ``get_subwindow`` (template 127, search 255).
+    Continuous coordinates (pixel ``i`` covers ``[i, i + 1)``, so a box ``(x, y, w, h)`` is centred
+    on ``(x + w/2, y + h/2)``); the window is exact to the sub-pixel (corner and size are not
+    rounded) and may reach outside the frame, where pixels are ``border`` (source channel order;
+    ``None`` = the frame's per-channel mean). This is the NanoTrack / SiamRPN ``get_subwindow``
+    (template 127, search 255) without its integer window (see ``_reference.crop_plan``).
     """
     _check_image(img)
     out_h = _check_size(out_h, "out_h")
@@ -340,11 +345,11 @@ def crop_resize(
             np.array(mean3, np.float32),
             np.array(scale3, np.float32),
         )
-    sw, sh = max(1, round(side_w)), max(1, round(side_h))
-    x0, y0 = ref.crop_origin(float(cx), sw), ref.crop_origin(float(cy), sh)
+    sw, sh = float(side_w), float(side_h)
     buf = np.empty((1, 3, out_h, out_w), dtype=np.float32)
     _kernels[0].crop_chw(
-        img, buf[0], x0, sw, y0, sh, bool(swap_rb), *_affine_terms(mean3, scale3), *border3
+        img, buf[0], float(cx) - sw / 2.0, sw / out_w, float(cy) - sh / 2.0, sh / out_h, bool(swap_rb),
+        *_affine_terms(mean3, scale3), *border3,
     )  # fmt: skip
     return buf
 
@@ -509,3 +514,46 @@ def bank_search(
         data, _BANK_KINDS[bank.dtype], bank.inv_norms, bank.norms, bank.scales, q, kk, metric == "cosine"
     )
     return idx, out
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+# ----------------------------------------------------------------------------------------------
+def siamese_decode(
+    cls: npt.NDArray[np.float32],
+    loc: npt.NDArray[np.float32],
+    px: npt.NDArray[np.float64],
+    py: npt.NDArray[np.float64],
+    window: npt.NDArray[np.float64] | None,
+    sw: float,
+    sh: float,
+    penalty_k: float,
+    window_influence: float,
+) -> tuple[int, float, float, float, float, float, float]:
+    """A Siamese tracker's pick from its head outputs, in one pass (spec:
+    :func:`fastpath._reference.siamese_decode`): ``cls`` float32 (2, N) logits, ``loc`` float32
+    (4, N) l, t, r, b; ``px``/``py`` float64 (N,) points; ``window`` float64 (N,) pre-weighted
+    Hanning window or None; ``sw``/``sh`` (> 0) the last size in search-crop pixels. Returns
+    (index, score, penalty, cx, cy, pw, ph)."""
+    for name, a, rows, dtype in (("cls", cls, 2, np.float32), ("loc", loc, 4, np.float32)):
+        if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 2 or a.shape[0] != rows:
+            raise ValueError(f"{name} must be a float32 ({rows}, N) array")
+    n = cls.shape[1]
+    if n < 1 or loc.shape[1] != n:
+        raise ValueError(f"cls and loc must have the same N >= 1 columns, got {cls.shape} and {loc.shape}")
+    for name, v in (("px", px), ("py", py), ("window", window)):
+        if (v is not None or name != "window") and (
+            type(v) is not np.ndarray or v.dtype != np.float64 or v.shape != (n,)
+        ):
+            raise ValueError(f"{name} must be a float64 ({n},) array")
+    consts = (sw, sh, penalty_k, window_influence)
+    if not all(math.isfinite(float(c)) for c in consts) or sw <= 0 or sh <= 0:
+        raise ValueError(f"sw, sh must be finite and > 0, penalty_k and window_influence finite, got {consts!r}")
+    if _kernels is None:
+        consts = (float(sw), float(sh), float(penalty_k), float(window_influence))
+        return ref.siamese_decode(cls, loc, px, py, window, *consts)
+    return _kernels[2].siamese_decode(  # type: ignore[no-any-return]
+        np.ascontiguousarray(cls), np.ascontiguousarray(loc), np.ascontiguousarray(px), np.ascontiguousarray(py),
+        px if window is None else np.ascontiguousarray(window), window is not None,
+        float(sw), float(sh), float(penalty_k), float(window_influence),
+    )  # fmt: skip

@@ -36,6 +36,8 @@ cdef extern from "_resample.h" nogil:
     void fp_fill(float *p, Py_ssize_t n, float v)
     void fp_linear_taps(Py_ssize_t start, Py_ssize_t length, Py_ssize_t dst, Py_ssize_t src,
                         int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
+    void fp_window_taps(double origin, double step, Py_ssize_t dst, Py_ssize_t src,
+                        int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
     void fp_warp_row(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, const double *m, Py_ssize_t y,
                      Py_ssize_t ow, float **dst, const float *mul, const float *add, const float *border)
 
@@ -302,15 +304,15 @@ cdef class Resampler:
 def crop_chw(
     const uint8_t[:, :, ::1] img,
     float[:, :, ::1] out,
-    Py_ssize_t x0, Py_ssize_t sw, Py_ssize_t y0, Py_ssize_t sh,
+    double x0, double step_x, double y0, double step_y,
     bint swap,
     float mul0, float mul1, float mul2,
     float add0, float add1, float add2,
     float border0, float border1, float border2,
 ):
-    """Crop ``sw`` x ``sh`` pixels at (x0, y0) (pixels outside the frame = border, source order)
-    and resize it (bilinear) to ``out`` (3, oh, ow): the taps are computed here (spec:
-    linear_taps)."""
+    """Sample the window at (x0, y0) (continuous coordinates), ``step_x`` x ``step_y`` frame
+    pixels per output pixel, bilinearly into ``out`` (3, oh, ow); pixels outside the frame =
+    border (source order). The taps are computed here (spec: window_taps)."""
     cdef Py_ssize_t h = img.shape[0], w = img.shape[1], oh = out.shape[1], ow = out.shape[2]
     cdef Py_ssize_t lo, hi, ylo, yhi
     cdef Taps t
@@ -327,8 +329,8 @@ def crop_chw(
         if _alloc_taps(&t, ow, 2, oh, 2) != 0:
             rc = -1
         else:
-            fp_linear_taps(x0, sw, ow, w, <int32_t> w, t.xi, t.xw, &lo, &hi)
-            fp_linear_taps(y0, sh, oh, h, -1, t.yi, t.yw, &ylo, &yhi)
+            fp_window_taps(x0, step_x, ow, w, <int32_t> w, t.xi, t.xw, &lo, &hi)
+            fp_window_taps(y0, step_y, oh, h, -1, t.yi, t.yw, &ylo, &yhi)
             t.px = 0
             t.py = 0
             t.xlo = lo if hi >= lo else 0

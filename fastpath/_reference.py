@@ -210,26 +210,36 @@ def letterbox_plan(
     raise ValueError(f"mode must be 'letterbox', 'stretch', 'cover' or 'topleft', got {mode!r}")
 
 
-def crop_origin(c: float, side: int) -> int:
-    """Integer origin of a ``side``-pixel crop centred on ``c`` (pixel centres on integers):
-    pixels ``origin .. origin + side - 1`` whose centre is nearest to ``c``."""
-    return math.floor(c - (side - 1) / 2.0 + 0.5)
+def window_taps(origin: float, length: float, dst_len: int, src_len: int) -> Taps:
+    """Bilinear taps sampling the window ``[origin, origin + length)`` (continuous coordinates,
+    pixel ``i`` covers ``[i, i + 1)``) onto ``dst_len`` pixels: output ``i`` reads source
+    coordinate ``f = origin + (i + 0.5) * length / dst_len - 0.5`` (pixel-centre units, float64),
+    taps ``floor(f)`` and ``floor(f) + 1`` with weights ``1 - w1`` and ``w1 = float32(f - floor(f))``.
+    No clamping to the window: a tap outside ``[0, src_len)`` is -1 = "border pixel" (a constant
+    border, as ``cv2.warpAffine`` with ``BORDER_CONSTANT``). ``f`` is first clamped to
+    ``[-1, src_len]``, where every tap beyond it is a border tap anyway."""
+    step = length / dst_len
+    f = origin + (np.arange(dst_len, dtype=np.float64) + 0.5) * step - 0.5
+    f = np.clip(f, -1.0, float(src_len))
+    fl = np.floor(f)
+    i0 = fl.astype(np.int64)
+    w1 = (f - fl).astype(np.float32)
+    w0 = (np.float32(1.0) - w1).astype(np.float32)
+    return _finish_taps(np.stack([i0, i0 + 1], axis=1), np.stack([w0, w1], axis=1), src_len)
 
 
 def crop_plan(
     h: int, w: int, cx: float, cy: float, side_w: float, side_h: float, out_w: int, out_h: int
 ) -> ResamplePlan:
-    """Geometry of ``crop_resize``: an integer crop of ``round(side)`` pixels (at least 1) centred
-    on ``(cx, cy)`` (see :func:`crop_origin`), pixels outside the frame are the border colour, then
-    OpenCV-style bilinear resize of the crop — the pysot / NanoTrack ``get_subwindow``."""
-    sw, sh = max(1, round(side_w)), max(1, round(side_h))
-    return _crop_plan(h, w, crop_origin(cx, sw), sw, crop_origin(cy, sh), sh, out_w, out_h)
-
-
-@lru_cache(maxsize=256)
-def _crop_plan(h: int, w: int, x0: int, sw: int, y0: int, sh: int, out_w: int, out_h: int) -> ResamplePlan:
-    tr = Transform(out_w / sw, out_h / sh, -x0 * out_w / sw, -y0 * out_h / sh, w, h)
-    return _plan(tr, 0, 0, linear_taps(x0, sw, out_w, w), linear_taps(y0, sh, out_h, h))
+    """Geometry of ``crop_resize``: the window of ``side_w`` x ``side_h`` frame pixels centred on
+    ``(cx, cy)`` (continuous coordinates: a box ``(x, y, w, h)`` is centred on ``x + w/2``), exact
+    to the sub-pixel (no rounding of its corner or size), sampled bilinearly onto
+    ``out_w`` x ``out_h`` (:func:`window_taps`); pixels outside the frame are the border colour.
+    This is the NanoTrack / SiamRPN ``get_subwindow`` without its integer window."""
+    x0, y0 = cx - side_w / 2.0, cy - side_h / 2.0
+    sx, sy = out_w / side_w, out_h / side_h
+    tr = Transform(sx, sy, -x0 * sx, -y0 * sy, w, h)
+    return _plan(tr, 0, 0, window_taps(x0, side_w, out_w, w), window_taps(y0, side_h, out_h, h))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,3 +394,56 @@ def top_k(scores: FloatArray, k: int, metric: Metric) -> tuple[IntArray, FloatAr
     key = -scores if metric == "cosine" else scores
     order = np.argsort(key, axis=1, kind="stable")[:, :k].astype(np.int64)
     return order, np.take_along_axis(scores, order, axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding (reference)
+# ----------------------------------------------------------------------------------------------
+def siamese_decode(
+    cls: npt.NDArray[np.float32],
+    loc: npt.NDArray[np.float32],
+    px: npt.NDArray[np.float64],
+    py: npt.NDArray[np.float64],
+    window: npt.NDArray[np.float64] | None,
+    sw: float,
+    sh: float,
+    penalty_k: float,
+    window_influence: float,
+) -> tuple[int, float, float, float, float, float, float]:
+    """A Siamese tracker's head outputs → its pick (SiamRPN++ / NanoTrack, in float64).
+
+    ``cls`` (2, N) logits (channel 1 = target), ``loc`` (4, N) distances l, t, r, b from each
+    point, ``px``/``py`` (N,) the points relative to the search-crop centre, ``window`` (N,) the
+    Hanning weights already multiplied by ``window_influence`` (None: no window); ``sw``/``sh``
+    the last target size in search-crop pixels. score = softmax target probability (logistic of
+    the logit difference, clipped at 700); box size ``pw = l + r``, ``ph = t + b`` (>= 1e-6);
+    penalty = ``exp((1 − r_c·s_c)·k)`` with ``s_c``/``r_c`` the size/aspect change (>= 1) against
+    the last size; the pick maximises ``penalty·score`` (blended with the window:
+    ``·(1 − influence) + window``), first index on ties. Returns (index, score, penalty, cx, cy,
+    pw, ph) of the pick, the box centre ``(px + (r − l)/2, py + (b − t)/2)``.
+    """
+    diff = cls[0].astype(np.float64) - cls[1].astype(np.float64)
+    score = 1.0 / (1.0 + np.exp(np.minimum(diff, 700.0)))
+    d = loc.astype(np.float64)
+    pw = np.maximum(d[0] + d[2], 1e-6)
+    ph = np.maximum(d[1] + d[3], 1e-6)
+    pad0 = (sw + sh) * 0.5
+    pad = (pw + ph) * 0.5
+    s_c = np.sqrt((pw + pad) * (ph + pad)) * (1.0 / math.sqrt((sw + pad0) * (sh + pad0)))
+    s_c = np.maximum(s_c, 1.0 / s_c)
+    r_c = (sw / sh) * ph / pw
+    r_c = np.maximum(r_c, 1.0 / r_c)
+    penalty = np.exp((1.0 - r_c * s_c) * penalty_k)
+    pscore = penalty * score
+    if window is not None:
+        pscore = pscore * (1.0 - window_influence) + window
+    b = int(np.argmax(pscore))
+    return (
+        b,
+        float(score[b]),
+        float(penalty[b]),
+        float(px[b] + (d[2, b] - d[0, b]) / 2.0),
+        float(py[b] + (d[3, b] - d[1, b]) / 2.0),
+        float(pw[b]),
+        float(ph[b]),
+    )

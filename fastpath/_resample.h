@@ -546,4 +546,39 @@ static void fp_linear_taps(ptrdiff_t start, ptrdiff_t length, ptrdiff_t dst, ptr
     }
 }
 
+/* ============================================================================================
+ * Exact-window bilinear taps (the spec of fastpath._reference.window_taps, bit for bit): output i
+ * reads f = origin + (i + 0.5) * step - 0.5 (double), clamped to [-1, src]; i0 = floor(f),
+ * w1 = float32(f - i0), w0 = 1 - w1; taps i0 and i0 + 1, `border_index` outside [0, src).
+ * *lo / *hi as for fp_linear_taps.
+ * ========================================================================================== */
+static void fp_window_taps(double origin, double step, ptrdiff_t dst, ptrdiff_t src, int32_t border_index,
+                           int32_t *idx, float *w, ptrdiff_t *lo, ptrdiff_t *hi) {
+    ptrdiff_t i, j, t0;
+    *lo = src;
+    *hi = -1;
+    for (i = 0; i < dst; i++) {
+        double f = origin + ((double)i + 0.5) * step - 0.5;
+        double fl;
+        float wb;
+        if (f < -1.0) f = -1.0;
+        if (f > (double)src) f = (double)src;
+        fl = floor(f);
+        t0 = (ptrdiff_t)fl;
+        wb = (float)(f - fl);
+        w[2 * i] = 1.0f - wb;
+        w[2 * i + 1] = wb;
+        for (j = 0; j < 2; j++) {
+            ptrdiff_t a = t0 + j;
+            if (a >= 0 && a < src) {
+                if (a < *lo) *lo = a;
+                if (a > *hi) *hi = a;
+                idx[2 * i + j] = (int32_t)a;
+            } else {
+                idx[2 * i + j] = border_index;
+            }
+        }
+    }
+}
+
 #endif /* FASTPATH_RESAMPLE_H */

@@ -190,24 +190,23 @@ def test_painted_out_target_is_not_a_hit_with_verify(models: Models, bag: tuple[
     assert gap[-1].state in ("lost", "searching")
 
 
-def test_crop_square_matches_pad_then_resize() -> None:
-    """The fused crop equals pysot's get_subwindow (pad with the colour, slice, cv2.resize)."""
+def test_crop_square_is_the_exact_window() -> None:
+    """The crop is the box-centred window to the sub-pixel: on whole pixels at 1:1 it is the
+    frame's slice (a box (x, y, w, h) is centred on x + w/2); otherwise cv2.warpAffine of it."""
     rng = np.random.default_rng(1)
-    # A smooth image, as frames are; cv2.resize rounds to 8 bits, the fused crop does not.
     frame = cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 3)
     pad = (10.0, 20.0, 30.0)
+    x, y, w = 40, 30, 50
+    got = crop_square(frame, x + w / 2, y + w / 2, float(w), w, pad)
+    assert np.array_equal(got[0], frame[y : y + w, x : x + w].transpose(2, 0, 1).astype(np.float32))
     for cx, cy, side, out in [(80.0, 60.0, 50.0, 127), (5.3, 100.7, 90.0, 255), (150.0, 3.0, 301.0, 255)]:
         got = crop_square(frame, cx, cy, side, out, pad)
         assert got.shape == (1, 3, out, out) and got.dtype == np.float32
-        sz = round(side)
-        x0 = math.floor(cx - (sz + 1) / 2 + 0.5)
-        y0 = math.floor(cy - (sz + 1) / 2 + 0.5)
-        m = sz + 2
-        big = cv2.copyMakeBorder(frame, m * 2, m * 2, m * 2, m * 2, cv2.BORDER_CONSTANT, value=pad)
-        patch = big[y0 + 2 * m : y0 + 2 * m + sz, x0 + 2 * m : x0 + 2 * m + sz]
-        want = cv2.resize(patch, (out, out)).transpose(2, 0, 1)[None].astype(np.float32)
-        diff = np.abs(got - want)
-        assert float(diff.mean()) < 0.5 and float(np.percentile(diff, 99)) <= 2.0
+        s = out / side
+        m = np.array([[s, 0.0, s * (0.5 - cx + side / 2) - 0.5], [0.0, s, s * (0.5 - cy + side / 2) - 0.5]])
+        want = cv2.warpAffine(frame, m, (out, out), flags=cv2.INTER_LINEAR, borderValue=pad)
+        diff = np.abs(got - want.transpose(2, 0, 1)[None].astype(np.float32))
+        assert float(diff.mean()) < 0.5 and float(diff.max()) <= 2.0
 
 
 def test_tiles_cover_the_frame(models: Models) -> None:

@@ -1,0 +1,103 @@
+"""siamese_decode: the Cython kernel against the NumPy reference (the spec), and the spec's meaning."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastpath
+from tests.fastpath import both, using
+
+
+F64 = npt.NDArray[np.float64]
+
+
+def grid(n: int, stride: float = 16.0) -> tuple[F64, F64, F64]:
+    offs = (np.arange(n, dtype=np.float64) - n // 2) * stride
+    px, py = np.meshgrid(offs, offs)
+    han = np.hanning(n)
+    return px.ravel(), py.ravel(), np.outer(han, han).ravel()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(1, 17),
+    seed=st.integers(0, 2**32 - 1),
+    logit_scale=st.floats(0.1, 800.0),
+    sw=st.floats(1.0, 400.0),
+    sh=st.floats(1.0, 400.0),
+    influence=st.floats(0.0, 1.0),
+    k=st.floats(0.0, 0.5),
+    use_window=st.booleans(),
+)
+def test_parity_random(
+    n: int, seed: int, logit_scale: float, sw: float, sh: float, influence: float, k: float, use_window: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    cls = (rng.standard_normal((2, n * n)) * logit_scale).astype(np.float32)
+    loc = rng.uniform(-5.0, 200.0, (4, n * n)).astype(np.float32)  # negatives hit the 1e-6 floor
+    px, py, han = grid(n)
+    window = han * influence if use_window else None
+    cy_, py_ = both(fastpath.siamese_decode, cls, loc, px, py, window, sw, sh, k, influence)
+    if cy_[0] != py_[0]:  # only a near-tie may pick differently (libm vs NumPy's exp/sqrt)
+        ref = fastpath._reference
+        a = ref.siamese_decode(cls[:, [cy_[0]]], loc[:, [cy_[0]]], px[[cy_[0]]], py[[cy_[0]]], None, sw, sh, k, 0.0)
+        b = ref.siamese_decode(cls[:, [py_[0]]], loc[:, [py_[0]]], px[[py_[0]]], py[[py_[0]]], None, sw, sh, k, 0.0)
+        assert abs(a[1] * a[2] - b[1] * b[2]) <= 1e-9
+        return
+    np.testing.assert_allclose(cy_[1:], py_[1:], rtol=1e-9, atol=1e-12)
+
+
+def test_pick_and_box() -> None:
+    """One confident cell: its box comes back centred on point + (r - l)/2, (b - t)/2."""
+    n = 16
+    px, py, _ = grid(n)
+    cls = np.zeros((2, n * n), np.float32)
+    loc = np.full((4, n * n), 30.0, np.float32)
+    cell = 5 * n + 9
+    cls[1, cell] = 10.0  # target logit: score = 1 / (1 + e^-10)
+    loc[:, cell] = (20.0, 10.0, 40.0, 30.0)  # l, t, r, b: 60 x 40, shifted (+10, +10)
+    for impl in ("cython", "python"):
+        with using(impl):
+            best, score, pen, cx, cy, pw, ph = fastpath.siamese_decode(cls, loc, px, py, None, 60.0, 40.0, 0.15, 0.0)
+        assert best == cell
+        assert score == pytest.approx(1.0 / (1.0 + np.exp(-10.0)))
+        assert pen == pytest.approx(1.0)  # same size and aspect as the last one: no penalty
+        assert (cx, cy, pw, ph) == pytest.approx((px[cell] + 10.0, py[cell] + 10.0, 60.0, 40.0))
+
+
+def test_nan_picks_first_nan_like_argmax() -> None:
+    px, py, _ = grid(4)
+    cls = np.zeros((2, 16), np.float32)
+    cls[0, 3] = np.nan
+    cls[0, 7] = np.nan
+    loc = np.full((4, 16), 10.0, np.float32)
+    cy_, py_ = both(fastpath.siamese_decode, cls, loc, px, py, None, 20.0, 20.0, 0.15, 0.0)
+    assert cy_[0] == py_[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cls": np.zeros((2, 4), np.float64)}, "cls must be a float32"),
+        ({"loc": np.zeros((3, 4), np.float32)}, "loc must be a float32"),
+        ({"loc": np.zeros((4, 5), np.float32)}, "same N"),
+        ({"px": np.zeros(3)}, "px must be a float64"),
+        ({"window": np.zeros(4, np.float32)}, "window must be a float64"),
+        ({"sw": 0.0}, "> 0"),
+        ({"sh": float("nan")}, "finite"),
+    ],
+)
+def test_validation(kwargs: dict[str, object], match: str) -> None:
+    args: dict[str, object] = {
+        "cls": np.zeros((2, 4), np.float32), "loc": np.ones((4, 4), np.float32), "px": np.zeros(4),
+        "py": np.zeros(4), "window": None, "sw": 10.0, "sh": 10.0, "penalty_k": 0.15, "window_influence": 0.4,
+    }  # fmt: skip
+    args.update(kwargs)
+    for impl in ("cython", "python"):
+        with using(impl), pytest.raises(ValueError, match=match):
+            fastpath.siamese_decode(**args)  # type: ignore[arg-type]
+
