@@ -8,7 +8,8 @@ detect → align → embed → match against 1,000 enrolled vectors → the ``fa
 SFace on the aligned face's blob (onnxruntime, same sessions). The peer: OpenCV's
 ``FaceDetectorYN`` + ``FaceRecognizerSF`` on the same model files (detect, ``alignCrop``,
 ``feature``, cosine against the same 1,000 vectors with NumPy, the same result built). All three
-run alternately; median per frame. Writes benchmarks/results/bench_faces.json.
+run alternately, each on a fresh copy of the frame (as the agent's source hands over a frame it
+has just decoded); median per frame. Writes benchmarks/results/bench_faces.json.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     manifest = load_manifest()
     det_spec, emb_spec = manifest.get("yunet"), manifest.get("sface")
     pipe = FacePipeline(OnnxModel(det_spec, MODELS, threads), "yunet", OnnxModel(emb_spec, MODELS, threads))
-    frame = one_face_frame()
+    stored = one_face_frame()
+    frame = stored.copy()
     faces = pipe.detect(frame)
     if len(faces) != 1:
         raise RuntimeError(f"expected one face in the benchmark frame, found {len(faces)}")
@@ -65,6 +67,10 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     bank[17] = pipe.embed(frame, faces[0])  # the person is enrolled (one of 1,000 samples)
     labels = [f"person_{i // 4}" for i in range(ENROLLED)]
     tracks = FaceTracks()
+
+    def handover() -> None:
+        nonlocal frame
+        frame = stored.copy()
 
     def agent() -> object:
         return {"faces": pipe.recognise(frame, bank, labels, detect_th=0.6, tracks=tracks)}
@@ -106,7 +112,7 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         result = agent()
     assert isinstance(result, dict) and result["faces"][0]["label"] == labels[17], result
     assert opencv()["faces"][0]["label"] == labels[17]  # type: ignore[index]
-    times = alternate({"agent": agent, "models": models_only, "opencv": opencv}, rounds)
+    times = alternate({"agent": agent, "models": models_only, "opencv": opencv}, rounds, before=handover)
     m = {k: med(v) for k, v in times.items()}
     r_models = m["agent"] / m["models"]
     r_cv = m["opencv"] / m["agent"]

@@ -54,9 +54,11 @@ def alternate(
     *,
     warmup: int = 3,
     every: Mapping[str, int] | None = None,
+    before: Callable[[], object] | None = None,
 ) -> dict[str, list[float]]:
     """Run every case once per round, in an order shuffled every round (seeded); per-call times
-    in ms. ``every[name] = k`` runs a slow case only every k-th round."""
+    in ms. ``every[name] = k`` runs a slow case only every k-th round. ``before`` runs, untimed,
+    before every case (e.g. hand over a freshly decoded frame, as the agent's source does)."""
     every = every or {}
     for _ in range(warmup):
         for fn in cases.values():
@@ -69,6 +71,8 @@ def alternate(
             name, fn = names[i], cases[names[i]]
             if r % every.get(name, 1):
                 continue
+            if before is not None:
+                before()
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)

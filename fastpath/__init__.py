@@ -45,6 +45,7 @@ __all__ = [
     "siamese_decode",
     "simd_level",
     "warp_affine_chw",
+    "window_cosine",
 ]
 
 _IMPLEMENTATIONS = ("auto", "cython", "python")
@@ -557,3 +558,26 @@ def siamese_decode(
         px if window is None else np.ascontiguousarray(window), window is not None,
         float(sw), float(sh), float(penalty_k), float(window_influence),
     )  # fmt: skip
+
+
+def window_cosine(feat: npt.NDArray[np.float32], unit: npt.NDArray[np.float32], x: float, y: float, k: int) -> float:
+    """Cosine of the bilinear ``k x k`` window at the fractional top-left ``(x, y)`` of ``feat``
+    (float32 (C, N, N)) with ``unit`` (float32, C·k·k values): a Siamese tracker's template check
+    on its search features. ``x``/``y`` must lie in ``[0, N - k]``. Spec:
+    :func:`fastpath._reference.window_cosine`."""
+    if type(feat) is not np.ndarray or feat.dtype != np.float32 or feat.ndim != 3 or feat.shape[1] != feat.shape[2]:
+        raise ValueError("feat must be a float32 (C, N, N) array")
+    ch, n = feat.shape[0], feat.shape[1]
+    k = int(k)
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    if type(unit) is not np.ndarray or unit.dtype != np.float32 or unit.shape != (ch * k * k,):
+        raise ValueError(f"unit must be a float32 ({ch * k * k},) array")
+    x, y = float(x), float(y)
+    if not (0.0 <= x <= n - k and 0.0 <= y <= n - k):
+        raise ValueError(f"window position ({x}, {y}) must lie in [0, {n - k}]")
+    ix, iy = min(int(x), n - k), min(int(y), n - k)
+    ax, ay = x - ix, y - iy
+    if _kernels is None:
+        return ref.window_cosine(feat, unit, ix, iy, ax, ay, k)
+    return float(_kernels[2].window_cosine(np.ascontiguousarray(feat), np.ascontiguousarray(unit), ix, iy, ax, ay, k))

@@ -67,3 +67,32 @@ def siamese_decode(
         pw if not pw < 1e-6 else 1e-6,
         ph if not ph < 1e-6 else 1e-6,
     )
+
+
+def window_cosine(
+    const float[:, :, ::1] feat,
+    const float[::1] unit,
+    Py_ssize_t ix, Py_ssize_t iy, double ax, double ay, Py_ssize_t k,
+):
+    """Cosine of the bilinear k x k window at (ix + ax, iy + ay) of ``feat`` with ``unit``:
+    see _reference.window_cosine. Taps of zero weight are not read."""
+    cdef Py_ssize_t c, y, x, j = 0, ch = feat.shape[0]
+    cdef double w00 = (1.0 - ax) * (1.0 - ay), w01 = ax * (1.0 - ay)
+    cdef double w10 = (1.0 - ax) * ay, w11 = ax * ay
+    cdef bint right = ax != 0.0, down = ay != 0.0
+    cdef double v, dot = 0.0, sq = 0.0
+    with nogil:
+        for c in range(ch):
+            for y in range(iy, iy + k):
+                for x in range(ix, ix + k):
+                    v = w00 * feat[c, y, x]
+                    if right:
+                        v = v + w01 * feat[c, y, x + 1]
+                    if down:
+                        v = v + w10 * feat[c, y + 1, x]
+                        if right:
+                            v = v + w11 * feat[c, y + 1, x + 1]
+                    dot += v * unit[j]
+                    sq += v * v
+                    j += 1
+    return dot / (sqrt(sq) + 1e-12)

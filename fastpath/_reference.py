@@ -447,3 +447,23 @@ def siamese_decode(
         float(pw[b]),
         float(ph[b]),
     )
+
+
+def window_cosine(
+    feat: npt.NDArray[np.float32], unit: npt.NDArray[np.float32], ix: int, iy: int, ax: float, ay: float, k: int
+) -> float:
+    """Cosine of a feature window with a unit vector: ``feat`` (C, N, N); the window is the
+    ``k x k`` one at the fractional position ``(ix + ax, iy + ay)``, bilinear in float64 (the four
+    integer windows weighted ``(1-ax)(1-ay)``, ``ax(1-ay)``, ``(1-ax)ay``, ``ax·ay``; a window of
+    weight 0 is not read, so ``ax = 0`` allows ``ix = N - k``), flattened C-major, against
+    ``unit`` (C·k·k); the window's norm gets 1e-12 added."""
+    f = feat.astype(np.float64)
+    win = f[:, iy : iy + k, ix : ix + k] * ((1 - ax) * (1 - ay))
+    if ax:
+        win = win + f[:, iy : iy + k, ix + 1 : ix + 1 + k] * (ax * (1 - ay))
+    if ay:
+        win = win + f[:, iy + 1 : iy + 1 + k, ix : ix + k] * ((1 - ax) * ay)
+        if ax:
+            win = win + f[:, iy + 1 : iy + 1 + k, ix + 1 : ix + 1 + k] * (ax * ay)
+    vec = win.ravel()
+    return float(vec @ unit.astype(np.float64)) / (float(np.linalg.norm(vec)) + 1e-12)

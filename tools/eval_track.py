@@ -11,7 +11,12 @@ from where it was lost (``grey+shift``, needs the wide search), or by the frame 
 painted out (``erased``, the case where NanoTrack's raw score stays high). The published state
 sequence around the gap, and IoU after it, are printed.
 
-    .venv/bin/python tools/eval_track.py [--threads 1] [--no-verify] [--versions v2 v3]
+``--pans N`` adds a second data set: N synthetic camera pans/zooms (60 frames, 480x360) over COCO
+objects of ../shared/eval/coco128 (40-px-or-larger boxes of at most a quarter of the image; seeded),
+the ground truth moving with the camera; mean IoU over every sequence's frames 2..60, the agent's
+tracker and cv2.TrackerNano alike. (One video is one video: tracker changes are judged on both.)
+
+    .venv/bin/python tools/eval_track.py [--threads 1] [--no-verify] [--versions v2 v3] [--pans 40]
 """
 
 from __future__ import annotations
@@ -112,6 +117,47 @@ def run_opencv(frames: list[np.ndarray], gt: list[Box], backbone: Path, head: Pa
     return ious, spent / len(ious) * 1000
 
 
+def synthetic_pans(
+    coco: Path, count: int, frames: int = 60, seed: int = 0, size: tuple[int, int] = (480, 360)
+) -> list[tuple[list[np.ndarray], list[Box]]]:
+    """``count`` camera paths over COCO objects: the camera follows an object loosely (sinusoidal
+    pan of 20-60 px) and zooms ±10-30 %; frames are ``cv2.warpAffine`` of the photo (reflected
+    border), the ground truth the object's box under the same map."""
+    import json
+
+    ww, hh = size
+    data = json.loads((coco / "instances.json").read_text())
+    images = {i["id"]: i for i in data["images"]}
+    anns = [
+        a for a in data["annotations"]
+        if not a["iscrowd"] and min(a["bbox"][2:]) >= 40
+        and a["bbox"][2] * a["bbox"][3] <= 0.25 * images[a["image_id"]]["width"] * images[a["image_id"]]["height"]
+    ]  # fmt: skip
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in rng.choice(len(anns), min(count, len(anns)), replace=False):
+        a = anns[int(k)]
+        photo = cv2.imread(str(coco / "images" / images[a["image_id"]]["file_name"]), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise SystemExit(f"cannot read {images[a['image_id']]['file_name']}")
+        x, y, w, h = (float(v) for v in a["bbox"])
+        cx, cy = x + w / 2, y + h / 2
+        phase = rng.uniform(0, 2 * np.pi, 3)
+        amp = rng.uniform(20, 60, 2)
+        zoom = rng.uniform(0.1, 0.3)
+        seq: list[np.ndarray] = []
+        boxes: list[Box] = []
+        for t in range(frames):
+            f = 2 * np.pi * t / frames
+            s = 1.0 + zoom * np.sin(f + phase[2])
+            ox, oy = cx + amp[0] * np.sin(1.3 * f + phase[0]), cy + amp[1] * np.sin(f + phase[1])
+            m = np.array([[s, 0.0, ww / 2 - s * ox], [0.0, s, hh / 2 - s * oy]])
+            seq.append(cv2.warpAffine(photo, m, (ww, hh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+            boxes.append((s * x + m[0, 2], s * y + m[1, 2], s * w, s * h))
+        out.append((seq, boxes))
+    return out
+
+
 def pct(values: Sequence[float], qs: Sequence[float]) -> str:
     arr = np.asarray(values, dtype=np.float64)
     return " ".join(f"p{q:g}={np.percentile(arr, q):.3f}" for q in qs)
@@ -187,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--versions", nargs="+", default=["v2", "v3"])
     ap.add_argument("--no-verify", action="store_true", help="turn the template check off")
     ap.add_argument("--no-recovery", action="store_true")
+    ap.add_argument("--pans", type=int, default=0, help="also N synthetic COCO pans (see above)")
     args = ap.parse_args(argv)
+    pans = synthetic_pans(eval_dir / "coco128", args.pans) if args.pans > 0 else []
 
     frames, gt = load_sequence(args.data)
     manifest = load_manifest()
@@ -224,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for kind in ("grey", "grey+shift", "erased"):
                 t = NanoTracker(backbone, head, params)
                 print(f"  recovery {kind} frames {GAP[0]}-{GAP[1]}: {run_recovery(t, frames, gt, kind)}")
+        if pans:
+            pan_iou = np.mean([np.mean(run_tracker(NanoTracker(backbone, head, params), f, g).ious) for f, g in pans])
+            print(f"  {len(pans)} synthetic COCO pans: mean IoU {pan_iou:.4f}")
         if version == "v2":
             cv_ious, cv_ms = run_opencv(frames, gt, backbone.path, head.path)
             a = np.asarray(cv_ious)
@@ -231,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  peer cv2.TrackerNano (v2 files): mean IoU {a.mean():.4f}, "
                 f"IoU>0.5 {100 * (a > 0.5).mean():.1f}%, {cv_ms:.2f} ms/frame"
             )
+            if pans:
+                cv_pans = np.mean([np.mean(run_opencv(f, g, backbone.path, head.path)[0]) for f, g in pans])
+                print(f"  peer cv2.TrackerNano on the {len(pans)} synthetic COCO pans: mean IoU {cv_pans:.4f}")
     return 0
 
 

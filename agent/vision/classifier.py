@@ -58,19 +58,32 @@ def default_max_distance(model_name: str) -> float:
 
 def pairwise_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, D) x (M, D) → (N, M) Euclidean distances, computed in float64."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    sq = (a64 * a64).sum(1)[:, None] + (b64 * b64).sum(1)[None, :] - 2.0 * (a64 @ b64.T)
-    return np.sqrt(np.maximum(sq, 0.0))
+    return _Rows(b).l2(a)
+
+
+class _Rows:
+    """Rows compared again and again, kept in float64 with their squared norms."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = np.ascontiguousarray(rows, dtype=np.float64)
+        self.sq = np.einsum("ij,ij->i", self.rows, self.rows)
+
+    def l2(self, a: np.ndarray) -> np.ndarray:
+        """(N, D) → (N, M) Euclidean distances to the rows."""
+        a64 = a.astype(np.float64)
+        sq = np.einsum("ij,ij->i", a64, a64)[:, None] + self.sq[None, :] - 2.0 * (a64 @ self.rows.T)
+        return np.sqrt(np.maximum(sq, 0.0))
 
 
 @dataclass(frozen=True)
 class _Index:
-    """Stacked views with their class ids, and the learned centres (cached between changes)."""
+    """Stacked views (class by class; ``starts`` = each class's first row), and the learned
+    centres: cached between changes."""
 
-    views: np.ndarray
-    owner: np.ndarray
+    views: _Rows
+    starts: np.ndarray
     learned: list[int]
-    centres: np.ndarray | None
+    centres: _Rows | None
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ class SelfLearnClassifier:
         self._cache: _Index | None = None
 
     # ----------------------------------------------------------------- state changes
-    def _vec(self, vec: np.ndarray) -> np.ndarray:
+    def _vec(self, vec: np.ndarray, *, copy: bool = True) -> np.ndarray:
         v = np.asarray(vec, dtype=np.float32).reshape(-1)
         if self.dim is None:
             self.dim = int(v.shape[0])
@@ -126,7 +139,7 @@ class SelfLearnClassifier:
             raise ValueError(f"feature has {v.shape[0]} values, this classifier holds {self.dim}")
         if not np.isfinite(v).all():
             raise ValueError("feature has NaN or infinite values")
-        return v.copy()
+        return v.copy() if copy else v
 
     def add_class(self, label: str, vec: np.ndarray) -> int:
         """Add a view to ``label`` (a new class at the end if the label is new); → class id."""
@@ -227,21 +240,19 @@ class SelfLearnClassifier:
     # ----------------------------------------------------------------- distances
     def _index(self, assign: Sequence[int]) -> _Index:
         """Everything ``classify`` compares against, for a given sample assignment."""
-        c = len(self._labels)
         all_views = np.concatenate([np.stack(v) for v in self._views])
-        owner = np.repeat(np.arange(c), [len(v) for v in self._views])
+        starts = np.cumsum([0] + [len(v) for v in self._views[:-1]])
         learned = sorted({a for a in assign if a >= 0})
-        centres = np.stack([self._centre(cid, assign) for cid in learned]) if learned else None
-        return _Index(all_views, owner, learned, centres)
+        centres = _Rows(np.stack([self._centre(cid, assign) for cid in learned])) if learned else None
+        return _Index(_Rows(all_views), starts, learned, centres)
 
     def _class_distances(self, x: np.ndarray, index: _Index) -> np.ndarray:
         """(N, D) → (N, C): min over each class's views and its learned centre (if any)."""
-        out = np.full((x.shape[0], len(self._labels)), np.inf)
         if not self._labels:
-            return out
-        np.minimum.at(out.T, index.owner, pairwise_l2(x, index.views).T)
+            return np.full((x.shape[0], 0), np.inf)
+        out = np.minimum.reduceat(index.views.l2(x), index.starts, axis=1)
         if index.centres is not None:
-            out[:, index.learned] = np.minimum(out[:, index.learned], pairwise_l2(x, index.centres))
+            out[:, index.learned] = np.minimum(out[:, index.learned], index.centres.l2(x))
         return out
 
     def distances(self, vecs: np.ndarray) -> np.ndarray:
@@ -308,7 +319,7 @@ class SelfLearnClassifier:
         """Rank every class by L2 distance, ascending; name the best unless beyond the threshold."""
         if not self._labels:
             return ClassifyResult(UNKNOWN_LABEL, UNKNOWN_ID, None, 0.0, [])
-        return self._result(self.distances(self._vec(vec))[0])
+        return self._result(self.distances(self._vec(vec, copy=False))[0])
 
     def classify_batch(self, vecs: np.ndarray) -> list[ClassifyResult]:
         if not self._labels:

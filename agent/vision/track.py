@@ -37,11 +37,11 @@ Beyond MaixPy (its NanoTrack has no recovery; its MixFormerV2 has a full-frame s
   miss, and its published score drops to ``threshold·cos/verify_min``; a verified hit keeps its raw
   score.
 * Calibration (tools/eval_track.py on vot15_bag, plus synthetic pans/zooms of 40 COCO objects): on
-  a correct track the raw max score is >= 0.96 for v2 (1st percentile 0.993) and >= 0.999 for v3;
+  a correct track the raw max score is >= 0.94 for v2 (1st percentile 0.989) and >= 0.999 for v3;
   grey frames give ~0.71–0.80. So MaixPy's 0.9 never freezes a correct track and stays the default
-  for both versions. The feature cosine on a correct track is >= 0.48 (v2) / >= 0.67 (v3) on the
-  bag (>= 0.60 / 0.67 on the COCO pans); with the bag painted out it reaches at most 0.35 (v2) /
-  0.37 (v3): ``verify_min`` is 0.40 for v2 and 0.50 for v3, nearer the painted-out side because a
+  for both versions. The feature cosine on a correct track is >= 0.45 (v2) / >= 0.65 (v3) on the
+  bag (>= 0.72 / 0.72 on the COCO pans); with the bag painted out it reaches at most 0.34 (v2) /
+  0.34 (v3): ``verify_min`` is 0.40 for v2 and 0.50 for v3, nearer the painted-out side because a
   wrongly rejected hit costs a real track.
 * Misses below ``lost_after`` still publish ``tracking`` (a brief dropout coasts, the state does
   not move); ``lost_after=1`` gives MaixPy's "lost on the first miss".
@@ -126,17 +126,20 @@ class _Candidate:
     crop_scale: float = 1.0  # search-crop pixels per frame pixel
 
 
-def crop_square(frame: np.ndarray, cx: float, cy: float, side: float, out: int, pad: tuple[float, ...]) -> np.ndarray:
+def crop_square(
+    frame: np.ndarray, cx: float, cy: float, side: float, out: int, pad: tuple[float, ...], *, rgb: bool = False
+) -> np.ndarray:
     """Square of ``side`` frame pixels centred on (cx, cy), padded with ``pad``, resized to ``out``.
 
     pysot's ``get_subwindow`` made exact: one fused fastpath pass straight to the network's float32
-    [1, 3, out, out] BGR tensor, the window's corner and side not rounded to whole pixels and no
-    8-bit intermediate. pysot's integer window sits up to a pixel off the target's centre (half a
-    pixel on average) and its side is rounded; the exact window moved mean IoU on the VOT bag video
-    from 0.795 to 0.800 (v2) and 0.811 to 0.813 (v3), and on 40 synthetic COCO pans from 0.842 to
-    0.844 (v2; v3 unchanged) — tools/eval_track.py.
+    [1, 3, out, out] tensor (channels swapped to RGB when ``rgb``, the manifest's contract), the
+    window's corner and side not rounded to whole pixels and no 8-bit intermediate. pysot's integer
+    window sits up to a pixel off the target's centre (half a pixel on average) and its side is
+    rounded; the exact window moved mean IoU (BGR input) on the VOT bag video from 0.795 to 0.800
+    (v2) and 0.811 to 0.813 (v3), and on 40 synthetic COCO pans from 0.842 to 0.844 (v2; v3
+    unchanged) — tools/eval_track.py.
     """
-    return fastpath.crop_resize(frame, cx, cy, side, side, out, out, border=pad)
+    return fastpath.crop_resize(frame, cx, cy, side, side, out, out, border=pad, swap_rb=rgb)
 
 
 class NanoTracker:
@@ -155,6 +158,7 @@ class NanoTracker:
         self.verify_min: float = float(p.verify_min or 0.0)
         self.last_similarity: float | None = None  # cosine of the last verified hit
         self._bb_in = backbone.spec.input.name
+        self._rgb = backbone.spec.input.colour == "rgb"  # the manifest's input contract
         self._bb_out = backbone.output_names[0]
         self._head_t = head.spec.input.name
         extra = list(head.spec.extra_inputs)
@@ -223,7 +227,7 @@ class NanoTracker:
         self.size = (w, h)
         self.misses = 0
         self.net_seconds = 0.0
-        z = crop_square(frame, *self.center, self._template_side(), p.exemplar_size, self._pad)
+        z = crop_square(frame, *self.center, self._template_side(), p.exemplar_size, self._pad, rgb=self._rgb)
         self._template = self._backbone(z)
         core = self._core(self._template)
         self._core_side = int(core.shape[-1])
@@ -330,7 +334,7 @@ class NanoTracker:
     ) -> _Candidate:
         """One search crop of ``side`` frame pixels around ``centre``; ``scale`` = crop px / frame px."""
         p = self.params
-        x = crop_square(frame, centre[0], centre[1], side, p.instance_size, self._pad)
+        x = crop_square(frame, centre[0], centre[1], side, p.instance_size, self._pad, rgb=self._rgb)
         xf = self._backbone(x)
         cls, loc = self._head(xf)
         w0, h0 = self.size
@@ -371,7 +375,7 @@ class NanoTracker:
         assert self._template_vec is not None
         pad = self.params.context * (c.w + c.h)
         side = math.sqrt((c.w + pad) * (c.h + pad))
-        z = crop_square(frame, c.cx, c.cy, side, self.params.exemplar_size, self._pad)
+        z = crop_square(frame, c.cx, c.cy, side, self.params.exemplar_size, self._pad, rgb=self._rgb)
         cos = float(self._unit(self._core(self._backbone(z))) @ self._template_vec)
         return cos
 
@@ -384,8 +388,7 @@ class NanoTracker:
         """
         assert self._template_vec is not None and c.feat is not None
         p = self.params
-        f = c.feat[0]
-        n = f.shape[-1]
+        n = c.feat.shape[-1]
         k = self._core_side
         half = (p.instance_size - 1) / 2.0
         c0 = half - (n - 1) / 2.0 * p.stride
@@ -393,19 +396,7 @@ class NanoTracker:
         v = (c.cy - c.crop_centre[1]) * c.crop_scale + half
         fx = min(max((u - c0) / p.stride - (k - 1) / 2.0, 0.0), float(n - k))
         fy = min(max((v - c0) / p.stride - (k - 1) / 2.0, 0.0), float(n - k))
-        ix, iy = min(int(fx), n - k - 1), min(int(fy), n - k - 1)
-        if n == k:  # the map is the window
-            win = f
-        else:
-            ax, ay = fx - ix, fy - iy
-            win = (
-                f[:, iy : iy + k, ix : ix + k] * ((1 - ax) * (1 - ay))
-                + f[:, iy : iy + k, ix + 1 : ix + 1 + k] * (ax * (1 - ay))
-                + f[:, iy + 1 : iy + 1 + k, ix : ix + k] * ((1 - ax) * ay)
-                + f[:, iy + 1 : iy + 1 + k, ix + 1 : ix + 1 + k] * (ax * ay)
-            )
-        vec = win.ravel()
-        return float(vec @ self._template_vec) / (float(np.linalg.norm(vec)) + 1e-12)
+        return fastpath.window_cosine(c.feat[0], self._template_vec, fx, fy, k)
 
     def _gate(self, score: float, cos: float) -> float:
         """A verified hit keeps its score; a rejected one drops below the threshold, in

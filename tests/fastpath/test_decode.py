@@ -1,4 +1,4 @@
-"""siamese_decode: the Cython kernel against the NumPy reference (the spec), and the spec's meaning."""
+"""siamese_decode and window_cosine: the Cython kernels against the NumPy reference (the spec)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 import fastpath
 from tests.fastpath import both, using
-
 
 F64 = npt.NDArray[np.float64]
 
@@ -101,3 +100,52 @@ def test_validation(kwargs: dict[str, object], match: str) -> None:
         with using(impl), pytest.raises(ValueError, match=match):
             fastpath.siamese_decode(**args)  # type: ignore[arg-type]
 
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ch=st.integers(1, 8),
+    n=st.integers(1, 16),
+    k=st.integers(1, 16),
+    fx=st.floats(0.0, 1.0),
+    fy=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_window_cosine_parity(ch: int, n: int, k: int, fx: float, fy: float, seed: int) -> None:
+    k = min(k, n)
+    rng = np.random.default_rng(seed)
+    feat = rng.standard_normal((ch, n, n)).astype(np.float32)
+    unit = rng.standard_normal(ch * k * k).astype(np.float32)
+    unit /= np.linalg.norm(unit)
+    x, y = fx * (n - k), fy * (n - k)  # the whole valid range, both ends included
+    cy_, py_ = both(fastpath.window_cosine, feat, unit, x, y, k)
+    assert cy_ == pytest.approx(py_, rel=1e-9, abs=1e-12)
+    assert -1.0 - 1e-9 <= cy_ <= 1.0 + 1e-9
+
+
+def test_window_cosine_finds_the_window() -> None:
+    """A window cut from the map at whole cells has cosine 1 with itself, less elsewhere."""
+    rng = np.random.default_rng(2)
+    feat = rng.standard_normal((4, 16, 16)).astype(np.float32)
+    unit = feat[:, 5:9, 3:7].ravel().copy()
+    unit /= np.linalg.norm(unit)
+    for impl in ("cython", "python"):
+        with using(impl):
+            assert fastpath.window_cosine(feat, unit, 3.0, 5.0, 4) == pytest.approx(1.0)
+            assert fastpath.window_cosine(feat, unit, 3.5, 5.0, 4) < 0.9
+            assert fastpath.window_cosine(feat, unit, 10.0, 1.0, 4) < 0.5
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "k", "unit_len", "match"),
+    [
+        (12.5, 0.0, 4, 64, "must lie in"),
+        (-0.1, 0.0, 4, 64, "must lie in"),
+        (0.0, 0.0, 17, 64, "k must be"),
+        (0.0, 0.0, 4, 63, "unit must be"),
+    ],
+)
+def test_window_cosine_validation(x: float, y: float, k: int, unit_len: int, match: str) -> None:
+    feat = np.zeros((4, 16, 16), np.float32)
+    for impl in ("cython", "python"):
+        with using(impl), pytest.raises(ValueError, match=match):
+            fastpath.window_cosine(feat, np.zeros(unit_len, np.float32), x, y, k)
