@@ -118,6 +118,7 @@ class Agent:
             device_id=self.device_id,
             max_pixels=settings.limits.image_pixels,
             mode=settings.performance.mode,
+            parallel=settings.lane_threads(),
         )
         self._threads: list[threading.Thread] = []
         self._stopped = False

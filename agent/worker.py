@@ -9,9 +9,13 @@ Two modes (``performance.mode``):
 
 * ``latency`` (default): one frame at a time; its enabled pipelines run side by side (the
   engine's pool) and its results are published together as soon as they are ready.
-* ``throughput``: one lane (thread) per pipeline, each taking the newest frame when it is free:
-  a fast pipeline (track) is not held back by a slow one (faces), and the cores stay busy. Each
-  result carries its own frame's ``seq``; a pipeline's results stay in frame order.
+* ``throughput``: one lane per pipeline, each taking the newest frame when it is free: a fast
+  pipeline (track) is not held back by a slow one (faces), and the cores stay busy. A lane of
+  any pipeline but track (whose every frame depends on the one before) has ``parallel`` threads
+  that work on consecutive frames at once — the heavy, stateless part of the pipeline
+  (``prepare``) side by side, the rest (``finish``: the faces' per-track vote) and the publishing
+  one frame after the other, in the order the frames were taken. Each result carries its own
+  frame's ``seq``; a pipeline's results stay in frame order.
 """
 
 from __future__ import annotations
@@ -35,6 +39,32 @@ class FrameProcessor(Protocol):
     def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
         """Results by kind (``classify``, ``faces``, ``segments``, ``track``) for one frame."""
         ...
+
+
+class _InOrder:
+    """Lets the threads of one lane finish their frames in the order they took them."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open: list[int] = []  # tickets (frame seqs) in the order taken
+
+    def begin(self, ticket: int) -> None:
+        with self._cond:
+            self._open.append(ticket)
+
+    def wait_turn(self, ticket: int, stop: threading.Event) -> bool:
+        """Wait until every frame taken before this one is done; False when stopping."""
+        with self._cond:
+            while self._open[0] != ticket:
+                if stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+            return True
+
+    def done(self, ticket: int) -> None:
+        with self._cond:
+            self._open.remove(ticket)
+            self._cond.notify_all()
 
 
 class _Rate:
@@ -62,6 +92,7 @@ class VisionWorker:
         device_id: str,
         max_pixels: int,
         mode: Literal["latency", "throughput"] = "latency",
+        parallel: int = 1,
     ) -> None:
         self.slot = slot
         self.processor = processor
@@ -69,7 +100,8 @@ class VisionWorker:
         self.device_id = device_id
         self.max_pixels = max_pixels
         # lanes need a processor that runs one pipeline at a time (the Engine)
-        self.mode = mode if hasattr(processor, "run_live") else "latency"
+        self.mode = mode if hasattr(processor, "prepare") else "latency"
+        self.parallel = max(1, parallel)
         self.processed = 0
         self.errors = 0
         self.bad_frames = 0
@@ -79,6 +111,8 @@ class VisionWorker:
         self._decoded = Latest()
         self._lanes: dict[str, Latest] = {}
         self._rates: dict[str, _Rate] = {}
+        self._order: dict[str, _InOrder] = {}
+        self._takes: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -94,9 +128,18 @@ class VisionWorker:
             for kind in LANES:
                 self._lanes[kind] = Latest()
                 self._rates[kind] = _Rate()
-                threads.append(
-                    threading.Thread(target=self._lane_loop, args=(kind, stop), name=f"lane:{kind}", daemon=True)
-                )
+                self._order[kind] = _InOrder()
+                self._takes[kind] = threading.Lock()
+                n = 1 if kind == "track" else self.parallel
+                threads += [
+                    threading.Thread(
+                        target=self._lane_loop,
+                        args=(kind, i, stop),
+                        name=f"lane:{kind}" + (f":{i}" if n > 1 else ""),
+                        daemon=True,
+                    )
+                    for i in range(n)
+                ]
         else:
             threads.append(threading.Thread(target=self._run, args=(stop,), name="vision", daemon=True))
         for t in threads:
@@ -183,38 +226,51 @@ class VisionWorker:
 
     # -- throughput mode ----------------------------------------------------------------------
 
-    def _lane_loop(self, kind: str, stop: threading.Event) -> None:
-        lane, rate = self._lanes[kind], self._rates[kind]
-        processor: Any = self.processor
+    def _lane_loop(self, kind: str, index: int, stop: threading.Event) -> None:
+        lane, order, take = self._lanes[kind], self._order[kind], self._takes[kind]
         try:
             while not stop.is_set():
-                frame = lane.take(0.2)
-                if frame is None or frame.image is None:
-                    continue
-                if kind not in processor.wanted():
-                    with self._lock:
-                        self.lane_fps.pop(kind, None)
-                    continue
-                t0 = time.perf_counter()
+                with take:  # one thread takes at a time, so the tickets go out in frame order
+                    frame = lane.take(0.2)
+                    if frame is None or frame.image is None:
+                        continue
+                    order.begin(frame.seq)
                 try:
-                    body = processor.run_live(kind, frame.image)
-                except Exception:  # one pipeline's failure must not stop its lane
-                    with self._lock:
-                        self.errors += 1
-                    log.exception("pipeline %s failed on frame %d", kind, frame.seq)
-                    continue
-                ms = (time.perf_counter() - t0) * 1000
-                if body is not None:
-                    self._publish(frame, {kind: body})
-                rate.tick()
-                with self._lock:
-                    self.lane_fps[kind] = round(rate.fps, 2)
-                    self.last_ms = ms
-                    active = [v for v in self.lane_fps.values() if v > 0]
-                    self.fps = min(active) if active else 0.0
+                    self._lane_step(kind, frame, stop)
+                finally:
+                    order.done(frame.seq)
         finally:
-            if kind == LANES[0]:
+            if kind == LANES[0] and index == 0:
                 self._close()
+
+    def _lane_step(self, kind: str, frame: Frame, stop: threading.Event) -> None:
+        processor: Any = self.processor
+        assert frame.image is not None
+        if kind not in processor.wanted():
+            with self._lock:
+                self.lane_fps.pop(kind, None)
+            return
+        t0 = time.perf_counter()
+        try:
+            prepared = processor.prepare(kind, frame.image)
+            if not self._order[kind].wait_turn(frame.seq, stop):
+                return
+            body = processor.finish(kind, prepared)
+        except Exception:  # one pipeline's failure must not stop its lane
+            with self._lock:
+                self.errors += 1
+            log.exception("pipeline %s failed on frame %d", kind, frame.seq)
+            return
+        ms = (time.perf_counter() - t0) * 1000
+        if body is not None:
+            self._publish(frame, {kind: body})
+        with self._lock:
+            rate = self._rates[kind]
+            rate.tick()
+            self.lane_fps[kind] = round(rate.fps, 2)
+            self.last_ms = ms
+            active = [v for v in self.lane_fps.values() if v > 0]
+            self.fps = min(active) if active else 0.0
 
     def _close(self) -> None:
         close = getattr(self.processor, "close", None)

@@ -2,8 +2,10 @@
 
 With ``workers`` > 1 the pipelines of one frame run side by side on a small thread pool
 (onnxruntime and the fastpath kernels release the GIL), so a frame costs about its slowest
-pipeline rather than their sum. :meth:`Engine.run_live` runs a single pipeline on a live frame
-(the worker's throughput lanes call it, one lane per pipeline).
+pipeline rather than their sum. :meth:`Engine.run_live` runs a single pipeline on a live frame.
+The worker's throughput lanes split it: :meth:`Engine.prepare` (the heavy, stateless part, which
+may run on several frames at once) and :meth:`Engine.finish` (what keeps state across frames —
+the faces' per-track vote, publish-on-change — called in frame order).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,15 @@ KINDS = {
     "segments": "segments",
     "track": "track",
 }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A live frame's pipeline run up to what keeps state across frames (:meth:`Engine.prepare`)."""
+
+    kind: str
+    work: Any
+    seconds: float
 
 
 class Engine:
@@ -101,9 +113,26 @@ class Engine:
     def run_live(self, kind: str, image: np.ndarray) -> dict[str, Any] | None:
         """One pipeline on a live frame: its result, or None (nothing to publish: no result, or
         unchanged with ``publish_on_change``). Records the time; safe from several threads."""
+        return self.finish(kind, self.prepare(kind, image))
+
+    def prepare(self, kind: str, image: np.ndarray) -> Prepared:
+        """The part of a live frame's pipeline that keeps no state between frames (all of it but
+        the faces' vote): several frames of one pipeline may be prepared side by side, except
+        ``track``, whose every frame depends on the one before."""
         t0 = time.perf_counter()
-        body = self.run(kind, image, live=True)
-        ms = round((time.perf_counter() - t0) * 1000, 2)
+        work: Any = self.faces.analyse(image) if kind == "faces" else self.run(kind, image, live=True)
+        return Prepared(kind, work, time.perf_counter() - t0)
+
+    def finish(self, kind: str, prepared: Prepared) -> dict[str, Any] | None:
+        """:meth:`run_live`'s result from a prepared frame; call it in frame order."""
+        if prepared.kind != kind:
+            raise ValueError(f"prepared for {prepared.kind!r}, finished as {kind!r}")
+        t0 = time.perf_counter()
+        if kind == "faces":
+            body: dict[str, Any] | None = self.faces.result(prepared.work, live=True)
+        else:
+            body = prepared.work
+        ms = round((prepared.seconds + time.perf_counter() - t0) * 1000, 2)
         with self._lock:
             self.timings_ms[kind] = ms
             if body is None:

@@ -11,7 +11,7 @@ from agent.bank.store import EntryBank
 from agent.controls import Controls
 from agent.errors import CommandError
 from agent.pipelines.loader import ModelLoader
-from agent.vision.faces import DEFAULT_MAX_FACES, FacePipeline, FaceTracks
+from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, FaceTracks
 
 
 class FaceService:
@@ -58,18 +58,18 @@ class FaceService:
         return cache[1], cache[2]
 
     def recognise(self, image: np.ndarray, *, live: bool) -> dict[str, Any]:
+        return self.result(self.analyse(image), live=live)
+
+    def analyse(self, image: np.ndarray) -> FaceAnalysis:
+        """The stateless part (detect, embed, match): frames may be analysed side by side."""
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
-        faces = self.pipeline.recognise(
-            image,
-            vectors,
-            labels,
-            detect_th=th.detect,
-            match_th=th.match,
-            nms_th=th.nms,
-            tracks=self.tracks if live else None,
-        )
-        return {"faces": faces}
+        return self.pipeline.analyse(image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms)
+
+    def result(self, found: FaceAnalysis, *, live: bool) -> dict[str, Any]:
+        """The ``faces`` result of an analysed frame; live frames are voted per face track, so
+        they must come here in frame order."""
+        return {"faces": self.pipeline.entries(found, self.tracks if live else None)}
 
     def enrol(self, image: np.ndarray, label: str | None, pick: Literal["largest", "unknown"]) -> dict[str, Any]:
         th = self.controls.thresholds.face

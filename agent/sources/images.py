@@ -24,6 +24,7 @@ class ImageFolderSource(Source):
         self.period = 1.0 / fps if fps else 0.0
 
     def frames(self) -> Iterator[np.ndarray]:
+        next_t = time.monotonic()
         while True:
             if not self.folder.is_dir():
                 raise FileNotFoundError(f"image folder not found: {self.folder}")
@@ -36,8 +37,13 @@ class ImageFolderSource(Source):
                 if image is None:
                     continue  # unreadable (or vanished) file: skip it, keep the folder going
                 readable += 1
-                if self.period:
-                    time.sleep(self.period)
+                if self.period:  # on a schedule, so reading the file does not slow the rate
+                    next_t += self.period
+                    delay = next_t - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    else:
+                        next_t = time.monotonic()
                 yield image
             if not readable:  # not one frame in a whole pass: a failure, not a busy loop
                 raise OSError(f"no readable images in {self.folder}")

@@ -265,6 +265,14 @@ class FaceTracks:
 # --- the pipeline ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FaceAnalysis:
+    """One frame's faces (best first) and each one's single-shot match."""
+
+    faces: list[Face]
+    matches: list[Match]
+
+
 class FacePipeline:
     """Detector (RetinaFace or YuNet) + SFace embedder + bank matching."""
 
@@ -327,9 +335,30 @@ class FacePipeline:
 
         With ``tracks`` (live stream) labels are voted per track; without, single-shot.
         """
+        found = self.analyse(frame, bank_vectors, bank_labels, detect_th=detect_th, match_th=match_th, nms_th=nms_th)
+        return self.entries(found, tracks)
+
+    def analyse(
+        self,
+        frame: np.ndarray,
+        bank_vectors: np.ndarray | None,
+        bank_labels: Sequence[str],
+        *,
+        detect_th: float = DEFAULT_DETECT,
+        match_th: float = DEFAULT_MATCH,
+        nms_th: float | None = None,
+    ) -> FaceAnalysis:
+        """Detect, embed and match one frame: the heavy part of :meth:`recognise`. It keeps no
+        state, so frames may be analysed side by side; :meth:`entries` must then see them in
+        frame order."""
         faces = self.detect(frame, detect_th, nms_th)
         index = self.bank_index(bank_vectors, bank_labels)
-        matches = [index.match(self.embed(frame, f), match_th) for f in faces]
+        return FaceAnalysis(faces, [index.match(self.embed(frame, f), match_th) for f in faces])
+
+    def entries(self, found: FaceAnalysis, tracks: FaceTracks | None = None) -> list[dict[str, Any]]:
+        """The result entries of an analysed frame, voted per track with ``tracks`` (stateful:
+        call it in frame order)."""
+        faces, matches = found.faces, found.matches
         labels = [m.label for m in matches]
         track_ids: list[int | None] = [None] * len(faces)
         if tracks is not None:

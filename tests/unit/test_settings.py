@@ -65,6 +65,20 @@ def test_model_threads(mode: str, workers: int, spin: bool, threads: int | None,
     assert s.model_threads() == want
 
 
+def test_lane_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.settings as settings_module
+
+    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 4)
+    assert Settings.model_validate({"performance": {"mode": "throughput"}}).lane_threads() == 4  # one a CPU
+    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 64)
+    assert Settings.model_validate({}).lane_threads() == 8  # at most 8
+    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: None)
+    assert Settings.model_validate({}).lane_threads() == 1
+    assert Settings.model_validate({"performance": {"parallel": 3}}).lane_threads() == 3  # the setting wins
+    with pytest.raises(ValueError):
+        Settings.model_validate({"performance": {"parallel": 0}})
+
+
 def test_yaml_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "a.yaml"
     cfg.write_text(

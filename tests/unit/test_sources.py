@@ -36,6 +36,33 @@ def test_slot_keeps_latest_and_counts_drops() -> None:
     assert slot.take(0.01) is None
 
 
+def test_image_folder_paces_on_a_schedule(tmp_path: Path, eval_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fps is the rate delivered: the time reading a file takes is not added to the period (a
+    fake clock in which every read takes 30 ms; 20 fps = a frame every 50 ms, not every 80)."""
+    import agent.sources.images as images
+
+    shutil.copy(eval_dir / "images" / "bus.jpg", tmp_path / "a.jpg")
+    clock = [100.0]
+    real_imread = cv2.imread
+
+    def slow_imread(path: str, flags: int) -> object:
+        clock[0] += 0.030
+        return real_imread(path, flags)
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    monkeypatch.setattr(images.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(images.time, "sleep", sleep)
+    monkeypatch.setattr(images.cv2, "imread", slow_imread)
+    src = images.ImageFolderSource("images:x", FrameSlot(), folder=tmp_path, loop=True, fps=20.0)
+    stamps = []
+    for _, _ in zip(range(6), src.frames(), strict=False):
+        stamps.append(clock[0])
+    gaps = np.diff(stamps)
+    assert np.allclose(gaps, 0.050), gaps
+
+
 def test_image_folder_source(tmp_path: Path, eval_dir: Path) -> None:
     for name in ("bus.jpg", "zidane.jpg"):
         shutil.copy(eval_dir / "images" / name, tmp_path / name)
