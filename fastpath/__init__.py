@@ -39,6 +39,7 @@ __all__ = [
     "implementation",
     "letterbox_chw",
     "make_bank",
+    "nms",
     "resample_kind",
     "set_implementation",
     "set_simd_level",
@@ -581,3 +582,38 @@ def window_cosine(feat: npt.NDArray[np.float32], unit: npt.NDArray[np.float32], 
     if _kernels is None:
         return ref.window_cosine(feat, unit, ix, iy, ax, ay, k)
     return float(_kernels[2].window_cosine(np.ascontiguousarray(feat), np.ascontiguousarray(unit), ix, iy, ax, ay, k))
+
+
+def nms(
+    boxes: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    iou_th: float,
+    *,
+    max_keep: int | None = None,
+    classes: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.int64]:
+    """Greedy non-maximum suppression (spec: :func:`fastpath._reference.nms`): ``boxes`` (N, 4)
+    x1, y1, x2, y2, ``scores`` (N,); a kept box drops the later ones (by score) of its class
+    (``classes`` (N,) integers; None = all one class) whose IoU with it exceeds ``iou_th``.
+    At most ``max_keep`` kept (None: no limit). Returns the kept indices, best first."""
+    b = np.ascontiguousarray(boxes, dtype=np.float32)
+    sc = np.ascontiguousarray(scores, dtype=np.float32)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must be (N, 4), got {b.shape}")
+    if sc.shape != (b.shape[0],):
+        raise ValueError(f"scores must be ({b.shape[0]},), got {sc.shape}")
+    th = float(iou_th)
+    if not math.isfinite(th):
+        raise ValueError(f"iou_th must be finite, got {iou_th!r}")
+    keep_n = b.shape[0] if max_keep is None else int(max_keep)
+    if keep_n < 0:
+        raise ValueError(f"max_keep must be >= 0, got {max_keep!r}")
+    cls = None if classes is None else np.ascontiguousarray(classes, dtype=np.int64)
+    if cls is not None and cls.shape != (b.shape[0],):
+        raise ValueError(f"classes must be ({b.shape[0]},), got {cls.shape}")
+    if _kernels is None or not np.isfinite(b).all():  # NaN/inf boxes: the spec's own semantics
+        return ref.nms(b, sc, th, keep_n, cls)
+    order = np.argsort(-sc, kind="stable")
+    return _kernels[2].nms(  # type: ignore[no-any-return]
+        b, order, order if cls is None else cls, cls is not None, th, keep_n
+    )

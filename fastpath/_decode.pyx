@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Head-output decoding kernels: the Siamese tracker's score map → best point and box.
+"""Decoding kernels: the Siamese tracker's score map → best point and box, its template check,
+and greedy non-maximum suppression for the detectors.
 
 See fastpath/_reference.py (siamese_decode) for the spec; inputs are validated by
 fastpath/__init__.py. One pass over the grid in double precision; ties keep the lower index
@@ -7,6 +8,10 @@ fastpath/__init__.py. One pass over the grid in double precision; ties keep the 
 """
 
 from libc.math cimport exp, sqrt
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free
+
+import numpy as np
 
 
 def siamese_decode(
@@ -96,3 +101,50 @@ def window_cosine(
                     sq += v * v
                     j += 1
     return dot / (sqrt(sq) + 1e-12)
+
+
+def nms(
+    const float[:, ::1] boxes,
+    const int64_t[::1] order,
+    const int64_t[::1] classes,
+    bint use_classes,
+    float iou_th,
+    Py_ssize_t max_keep,
+):
+    """Greedy NMS over ``order`` (indices by score, best first): see _reference.nms. Returns the
+    kept indices (int64), best first."""
+    cdef Py_ssize_t n = order.shape[0], a, b, i, j, kept = 0
+    cdef float ai, iw, ih, inter, union, iou
+    cdef unsigned char *gone
+    out = np.empty(min(n, max_keep) if max_keep > 0 else 0, np.int64)
+    cdef int64_t[::1] keep = out
+    if n == 0 or max_keep < 1:
+        return out
+    gone = <unsigned char *> calloc(n, 1)
+    if gone == NULL:
+        raise MemoryError()
+    with nogil:
+        for a in range(n):
+            if gone[a]:
+                continue
+            i = order[a]
+            keep[kept] = i
+            kept += 1
+            if kept >= max_keep:
+                break
+            ai = max(boxes[i, 2] - boxes[i, 0], <float> 0.0) * max(boxes[i, 3] - boxes[i, 1], <float> 0.0)
+            for b in range(a + 1, n):
+                if gone[b]:
+                    continue
+                j = order[b]
+                if use_classes and classes[j] != classes[i]:
+                    continue
+                iw = max(<float> 0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
+                ih = max(<float> 0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
+                inter = iw * ih
+                union = ai + max(boxes[j, 2] - boxes[j, 0], <float> 0.0) * max(boxes[j, 3] - boxes[j, 1], <float> 0.0) - inter
+                iou = inter / max(union, <float> 1e-9)
+                if not iou <= iou_th:
+                    gone[b] = 1
+    free(gone)
+    return out[:kept]

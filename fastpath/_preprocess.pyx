@@ -34,8 +34,6 @@ cdef extern from "_resample.h" nogil:
     void fp_hblend(const float *row, const int32_t *idx, const float *wt, Py_ssize_t kt, Py_ssize_t nw,
                    float **dst, const float *mul, const float *add)
     void fp_fill(float *p, Py_ssize_t n, float v)
-    void fp_linear_taps(Py_ssize_t start, Py_ssize_t length, Py_ssize_t dst, Py_ssize_t src,
-                        int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
     void fp_window_taps(double origin, double step, Py_ssize_t dst, Py_ssize_t src,
                         int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
     void fp_warp_row(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, const double *m, Py_ssize_t y,

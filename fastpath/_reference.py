@@ -467,3 +467,34 @@ def window_cosine(
             win = win + f[:, iy + 1 : iy + 1 + k, ix + 1 : ix + 1 + k] * (ax * ay)
     vec = win.ravel()
     return float(vec @ unit.astype(np.float64)) / (float(np.linalg.norm(vec)) + 1e-12)
+
+
+def nms(
+    boxes: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    iou_th: float,
+    max_keep: int,
+    classes: npt.NDArray[np.int64] | None,
+) -> npt.NDArray[np.int64]:
+    """Greedy non-maximum suppression: visit the boxes (x1, y1, x2, y2) by score, highest first
+    (ties: lower index first); keep one and drop every later box of the same class (any class
+    when ``classes`` is None) whose IoU with it is not ``<= iou_th`` (so NaN drops); stop after
+    ``max_keep``. In float32: area = max(x2 − x1, 0)·max(y2 − y1, 0), IoU = inter / max(union,
+    1e-9). Returns the kept indices, best first."""
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(x2 - x1, np.float32(0)) * np.maximum(y2 - y1, np.float32(0))
+    keep: list[int] = []
+    while order.size and len(keep) < max_keep:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        iw = np.maximum(np.float32(0), np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        ih = np.maximum(np.float32(0), np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = iw * ih
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, np.float32(1e-9))
+        drop = ~(iou <= iou_th)
+        if classes is not None:
+            drop &= classes[rest] == classes[i]
+        order = rest[~drop]
+    return np.asarray(keep, dtype=np.int64)

@@ -506,51 +506,11 @@ static void fp_warp_row(const uint8_t *base, ptrdiff_t h, ptrdiff_t w, const dou
 }
 
 /* ============================================================================================
- * OpenCV INTER_LINEAR taps (the spec of fastpath._reference.linear_taps, bit for bit):
- * f = float32((i + 0.5) * length / dst - 0.5) clipped to [0, length - 1]; i0 = floor(f),
- * w1 = float32(f - i0), i1 = min(i0 + 1, length - 1) (w1 = 0 when i1 == i0), w0 = 1 - w1;
- * indices are offset by `start`; outside [0, src) they become `border_index`. Written as
- * (dst, 2) row-major idx/w. The lowest and highest valid source index read are returned in
- * *lo, *hi (lo > hi when none is valid).
- * ========================================================================================== */
-static void fp_linear_taps(ptrdiff_t start, ptrdiff_t length, ptrdiff_t dst, ptrdiff_t src, int32_t border_index,
-                           int32_t *idx, float *w, ptrdiff_t *lo, ptrdiff_t *hi) {
-    double ratio = (double)length / (double)dst;
-    float top = (float)(length - 1);
-    ptrdiff_t i, j, t[2];
-    *lo = src;
-    *hi = -1;
-    for (i = 0; i < dst; i++) {
-        float f = (float)(((double)i + 0.5) * ratio - 0.5);
-        double fd;
-        float wb;
-        if (f < 0.0f) f = 0.0f;
-        if (f > top) f = top;
-        fd = (double)f;
-        t[0] = (ptrdiff_t)fd; /* f >= 0: truncation is floor */
-        wb = (float)(fd - (double)t[0]);
-        t[1] = t[0] + 1 < length ? t[0] + 1 : length - 1;
-        if (t[1] == t[0]) wb = 0.0f;
-        w[2 * i] = 1.0f - wb;
-        w[2 * i + 1] = wb;
-        for (j = 0; j < 2; j++) {
-            ptrdiff_t a = t[j] + start;
-            if (a >= 0 && a < src) {
-                if (a < *lo) *lo = a;
-                if (a > *hi) *hi = a;
-                idx[2 * i + j] = (int32_t)a;
-            } else {
-                idx[2 * i + j] = border_index;
-            }
-        }
-    }
-}
-
-/* ============================================================================================
  * Exact-window bilinear taps (the spec of fastpath._reference.window_taps, bit for bit): output i
  * reads f = origin + (i + 0.5) * step - 0.5 (double), clamped to [-1, src]; i0 = floor(f),
  * w1 = float32(f - i0), w0 = 1 - w1; taps i0 and i0 + 1, `border_index` outside [0, src).
- * *lo / *hi as for fp_linear_taps.
+ * The lowest and highest valid source index read are returned in *lo, *hi (lo > hi when
+ * none is valid).
  * ========================================================================================== */
 static void fp_window_taps(double origin, double step, ptrdiff_t dst, ptrdiff_t src, int32_t border_index,
                            int32_t *idx, float *w, ptrdiff_t *lo, ptrdiff_t *hi) {

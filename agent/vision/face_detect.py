@@ -100,25 +100,6 @@ def to_blob(image: np.ndarray, colour: str | None, mean: float, scale: float) ->
     return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_th: float, max_keep: int = MAX_FACES) -> np.ndarray:
-    """Greedy NMS on (N, 4) x1y1x2y2 boxes; returns at most ``max_keep`` kept indices, best score
-    first (it stops there: a near-zero score threshold cannot make it walk thousands of boxes)."""
-    order = np.argsort(-scores, kind="stable")
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
-    keep: list[int] = []
-    while order.size and len(keep) < max_keep:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
-        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
-        inter = iw * ih
-        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_th]
-    return np.asarray(keep, dtype=np.int64)
-
-
 @lru_cache(maxsize=8)
 def retinaface_priors(height: int, width: int) -> np.ndarray:
     """(A, 4) priors (cx, cy, w, h), normalised to the input size, in the model's anchor order."""
@@ -250,7 +231,8 @@ class FaceDetector:
         else:
             raw = dict(zip(self.model.output_names, self.model(blob), strict=True))
             boxes, scores, points = decode_yunet(raw, self.size, score_th)
-        keep = nms(boxes, scores, self.default_nms if nms_th is None else nms_th, max_faces)
+        # greedy NMS that stops at max_faces: a near-zero threshold cannot make it walk thousands of boxes
+        keep = fastpath.nms(boxes, scores, self.default_nms if nms_th is None else nms_th, max_keep=max_faces)
         fh, fw = frame.shape[:2]
         faces: list[Face] = []
         for i in keep:

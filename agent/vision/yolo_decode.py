@@ -90,32 +90,6 @@ def empty_detections() -> Detections:
     )
 
 
-def nms_batched(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_th: float) -> np.ndarray:
-    """Class-aware greedy NMS; returns kept indices, highest score first.
-
-    Boxes of different classes are shifted apart (Ultralytics' offset trick), so one
-    class-agnostic vectorised pass does the work of one NMS per class.
-    """
-    if len(boxes) == 0:
-        return np.zeros((0,), np.int64)
-    offset = class_ids.astype(np.float32)[:, None] * (float(boxes.max()) + 1.0)
-    b = boxes + offset
-    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    areas = (x1 - x0).clip(0) * (y1 - y0).clip(0)
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        iw = (np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest])).clip(0)
-        ih = (np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest])).clip(0)
-        inter = iw * ih
-        iou = inter / (areas[i] + areas[rest] - inter + 1e-9)
-        order = rest[iou <= iou_th]
-    return np.asarray(keep, np.int64)
-
-
 def decode_output0(
     out0: np.ndarray,
     geo: Letterbox,
@@ -139,7 +113,7 @@ def decode_output0(
     class_ids = cls_scores[:, cand].argmax(axis=0).astype(np.int64)
     cx, cy, w, h = pred[0, cand], pred[1, cand], pred[2, cand], pred[3, cand]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    keep = nms_batched(boxes, scores, class_ids, iou_th)[:max_det]
+    keep = fastpath.nms(boxes, scores, iou_th, max_keep=max_det, classes=class_ids)
     boxes = boxes[keep]
     # Input pixels → frame pixels, clipped to the frame.
     boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - geo.left) / geo.scale).clip(0, geo.frame_w)

@@ -1,4 +1,4 @@
-"""siamese_decode and window_cosine: the Cython kernels against the NumPy reference (the spec)."""
+"""siamese_decode, window_cosine and nms: the Cython kernels against the NumPy reference (the spec)."""
 
 from __future__ import annotations
 
@@ -149,3 +149,53 @@ def test_window_cosine_validation(x: float, y: float, k: int, unit_len: int, mat
     for impl in ("cython", "python"):
         with using(impl), pytest.raises(ValueError, match=match):
             fastpath.window_cosine(feat, np.zeros(unit_len, np.float32), x, y, k)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    seed=st.integers(0, 2**32 - 1),
+    iou_th=st.floats(0.0, 1.0),
+    max_keep=st.one_of(st.none(), st.integers(0, 70)),
+    n_classes=st.integers(0, 4),
+)
+def test_nms_parity_random(n: int, seed: int, iou_th: float, max_keep: int | None, n_classes: int) -> None:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-20, 200, (n, 2))
+    wh = rng.uniform(-5, 80, (n, 2))  # some empty (negative) boxes
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    scores = rng.choice(np.linspace(0, 1, 7), n).astype(np.float32)  # ties: the lower index first
+    classes = rng.integers(0, n_classes, n) if n_classes else None
+    cy_, py_ = both(fastpath.nms, boxes, scores, iou_th, max_keep=max_keep, classes=classes)
+    assert cy_.dtype == py_.dtype == np.int64
+    assert cy_.tolist() == py_.tolist()
+
+
+def test_nms_meaning() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.95], np.float32)
+    for impl in ("cython", "python"):
+        with using(impl):
+            assert fastpath.nms(boxes, scores, 0.5).tolist() == [3, 2]  # 0 and 1 overlap 3
+            assert fastpath.nms(boxes, scores, 0.5, max_keep=1).tolist() == [3]
+            # another class is never suppressed
+            assert fastpath.nms(boxes, scores, 0.5, classes=[0, 1, 0, 0]).tolist() == [3, 1, 2]
+            assert fastpath.nms(boxes[:0], scores[:0], 0.5).tolist() == []
+    nan_box = boxes.copy()
+    nan_box[1, 0] = np.nan  # its IoU is NaN: dropped under the kept box, as the spec says
+    assert fastpath.nms(nan_box, scores, 0.5).tolist() == [3, 2]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        ((np.zeros((3, 3)), np.zeros(3), 0.5), {}, r"boxes must be \(N, 4\)"),
+        ((np.zeros((3, 4)), np.zeros(2), 0.5), {}, "scores must be"),
+        ((np.zeros((3, 4)), np.zeros(3), float("nan")), {}, "iou_th must be finite"),
+        ((np.zeros((3, 4)), np.zeros(3), 0.5), {"max_keep": -1}, "max_keep"),
+        ((np.zeros((3, 4)), np.zeros(3), 0.5), {"classes": [1, 2]}, "classes must be"),
+    ],
+)
+def test_nms_validation(args: tuple[object, ...], kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fastpath.nms(*args, **kwargs)  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from agent.vision.face_detect import (
     FaceDetector,
     detector_kind,
     letterbox,
-    nms,
     retinaface_priors,
 )
 from agent.vision.runtime import OnnxModel
@@ -129,13 +128,6 @@ def test_priors_shape_and_order() -> None:
     assert priors[0, :2] == pytest.approx([4 / 640, 4 / 480])
     assert priors[1, 2] == pytest.approx(20 / 640)
     assert priors[2, 0] == pytest.approx(12 / 640)
-
-
-def test_nms_suppresses_overlaps() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
-    scores = np.array([0.8, 0.9, 0.7], np.float32)
-    assert nms(boxes, scores, 0.4).tolist() == [1, 2]
-    assert nms(boxes, scores, 0.9).tolist() == [1, 0, 2]
 
 
 def test_detector_kind_by_name() -> None:

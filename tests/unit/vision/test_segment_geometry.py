@@ -8,7 +8,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from agent.vision.polygons import corner_grid, mask_to_polygons, polygons_area
-from agent.vision.yolo_decode import letterbox, letterbox_geometry, nms_batched
+from agent.vision.yolo_decode import letterbox, letterbox_geometry
 
 
 def _raster(polys: list[list[int]], h: int, w: int) -> np.ndarray:
@@ -33,16 +33,6 @@ def test_letterbox_tensor() -> None:
     assert blob[0, :, 0, 0] == pytest.approx([114 / 255] * 3)  # padding row
     assert blob[0, :, 160, 160] == pytest.approx([1.0, 0.0, 0.0])  # RGB order
     assert geo.top == 40 and blob[0, 0, 40:280, :].min() == pytest.approx(1.0)
-
-
-def test_nms_is_class_aware() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
-    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
-    classes = np.array([0, 0, 1, 0])
-    keep = nms_batched(boxes, scores, classes, 0.5)
-    assert keep.tolist() == [0, 2, 3]
-    assert nms_batched(boxes, scores, np.zeros(4, np.int64), 0.5).tolist() == [0, 3]
-    assert nms_batched(boxes[:0], scores[:0], classes[:0], 0.5).tolist() == []
 
 
 def test_single_pixel_is_its_unit_square() -> None:
