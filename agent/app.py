@@ -128,7 +128,9 @@ class Agent:
     def _build_pipelines(self) -> None:
         s = self.settings
         self.manifest = load_manifest(s.models.manifest)
-        self.loader = ModelLoader(self.manifest, s.models.dir, s.model_threads(), s.models.spin)
+        self.loader = ModelLoader(
+            self.manifest, s.models.dir, s.model_threads(), s.models.spin, one_thread=s.one_thread_roles()
+        )
         embedder = self.manifest.get(s.models.face_embedder)
         features = self.manifest.get(s.models.features)
         for name in (s.models.face_detector, s.models.segmenter, f"{s.models.tracker}_backbone"):

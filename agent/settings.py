@@ -275,6 +275,14 @@ class Settings(BaseSettings):
             return 1
         return 2
 
+    def one_thread_roles(self) -> frozenset[str]:
+        """Model roles that get one onnxruntime thread whatever :meth:`model_threads` says (unless
+        ``models.threads`` is set): NanoTrack's ~1 ms networks run slower on two threads that
+        sleep between runs (backbone + head 1.28 ms with one, 1.49 ms with two, this machine)."""
+        if self.models.threads is not None:
+            return frozenset()
+        return frozenset({"tracker_backbone", "tracker_head"})
+
     def lane_threads(self) -> int:
         """Frames a throughput lane works on at once: ``performance.parallel``, else one per CPU
         (faces + track on 640x480, 2 cores, a 60 fps camera: 50.7 fps with 2, 50.0 with 3)."""

@@ -7,7 +7,8 @@ re-initialised; ``--passes`` runs of the whole video. Per frame, in an order shu
 (whoever follows another tracker starts with cold caches): the agent's tracker as configured by
 default (NanoTrack v2 + the template check, ``verify``), the same without the check, NanoTrack's
 own networks alone (search backbone + head on a prepared crop), ``cv2.TrackerNano`` (same v2
-files), and, reported, the agent's tracker on NanoTrack v3 and v3's networks alone. Mean IoU over
+files), and, reported, the agent's tracker on NanoTrack v3 and v3's networks alone. The peers use
+``--threads``; the agent's trackers the thread count the agent gives NanoTrack (one). Mean IoU over
 frames 2..196 for the trackers. Median per frame. Each frame is copied before its steps, as the
 agent's frame source hands over a frame it has just decoded (the list of 196 decoded frames would
 otherwise start every step from DRAM). Writes benchmarks/results/bench_track.json.
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
+from agent.settings import Settings
 from agent.vision.runtime import OnnxModel
 from agent.vision.track import Box, NanoTracker, TrackParams, crop_square
 from benchmarks.common import EVAL, MODELS, Row, med, ms, report
@@ -43,11 +45,16 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     cv2.setNumThreads(threads)
     frames, gt = load_sequence(EVAL / "tracking" / "vot15_bag")
     manifest = load_manifest()
-    pairs = {
-        v: (OnnxModel(manifest.get(f"nanotrack_{v}_backbone"), MODELS, threads),
-            OnnxModel(manifest.get(f"nanotrack_{v}_head"), MODELS, threads))
-        for v in ("v2", "v3")
-    }  # fmt: skip
+
+    def sessions(version: str, n: int) -> tuple[OnnxModel, OnnxModel]:
+        return (OnnxModel(manifest.get(f"nanotrack_{version}_backbone"), MODELS, n),
+                OnnxModel(manifest.get(f"nanotrack_{version}_head"), MODELS, n))  # fmt: skip
+
+    # the peers run on ``threads``; the agent's trackers on what the agent gives NanoTrack
+    # (Settings.one_thread_roles: one thread, faster than two for these ~1 ms networks)
+    pairs = {v: sessions(v, threads) for v in ("v2", "v3")}
+    agent_threads = 1 if "tracker_backbone" in Settings.model_validate({}).one_thread_roles() else threads
+    mine = {v: sessions(v, agent_threads) for v in ("v2", "v3")}
     times: dict[str, list[float]] = defaultdict(list)
     ious: dict[str, list[float]] = defaultdict(list)
     live: dict[str, Any] = {}  # this pass's trackers, by result key
@@ -108,9 +115,9 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         params = cv2.TrackerNano_Params()  # type: ignore[attr-defined]
         params.backbone = str(MODELS / pairs["v2"][0].spec.file)
         params.neckhead = str(MODELS / pairs["v2"][1].spec.file)
-        live["agent"] = NanoTracker(*pairs["v2"])
-        live["agent no verify"] = NanoTracker(*pairs["v2"], TrackParams(verify=False))
-        live["agent v3"] = NanoTracker(*pairs["v3"])
+        live["agent"] = NanoTracker(*mine["v2"])
+        live["agent no verify"] = NanoTracker(*mine["v2"], TrackParams(verify=False))
+        live["agent v3"] = NanoTracker(*mine["v3"])
         for key in ("agent", "agent no verify", "agent v3"):
             live[key].init(frames[0], gt[0])
         live["opencv"] = cv2.TrackerNano_create(params)  # type: ignore[attr-defined]
@@ -164,7 +171,13 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             note=f"v3 vs cv2.TrackerNano (v2 files): {m['opencv'] / m['agent v3']:.2f}x",
         ),
     ]
-    return rows, {"median_ms": m, "mean_iou": miou, "passes": passes, "threads": threads}
+    return rows, {
+        "median_ms": m,
+        "mean_iou": miou,
+        "passes": passes,
+        "threads": threads,
+        "agent_threads": agent_threads,
+    }
 
 
 def main() -> None:

@@ -10,11 +10,22 @@ from agent.vision.runtime import OnnxModel
 
 
 class ModelLoader:
-    def __init__(self, manifest: Manifest, models_dir: Path, threads: int, spin: bool = False) -> None:
+    """``threads`` onnxruntime threads a model; models whose role is in ``one_thread`` get one
+    (``Settings.one_thread_roles``: networks too small for a second thread to pay)."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        models_dir: Path,
+        threads: int,
+        spin: bool = False,
+        one_thread: frozenset[str] = frozenset(),
+    ) -> None:
         self.manifest = manifest
         self.models_dir = models_dir
         self.threads = threads
         self.spin = spin
+        self.one_thread = one_thread
         self._models: dict[str, OnnxModel] = {}
         self._lock = threading.Lock()
 
@@ -25,7 +36,9 @@ class ModelLoader:
         with self._lock:
             model = self._models.get(name)
             if model is None:
-                model = OnnxModel(self.manifest.get(name), self.models_dir, self.threads, self.spin)
+                spec = self.manifest.get(name)
+                threads = 1 if spec.role in self.one_thread else self.threads
+                model = OnnxModel(spec, self.models_dir, threads, self.spin)
                 self._models[name] = model
             return model
 

@@ -99,3 +99,18 @@ def test_session_threads_and_spinning_follow_the_settings(models_dir: Path, mani
         opts = loader.get("nanotrack_v2_head").session.get_session_options()
         assert opts.intra_op_num_threads == 2
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
+
+
+def test_tracker_networks_get_one_thread(models_dir: Path, manifest: Manifest) -> None:
+    """NanoTrack's networks run on one thread (unless models.threads says otherwise); the rest on
+    the default."""
+    from agent.pipelines.loader import ModelLoader
+    from agent.settings import Settings
+
+    s = Settings.model_validate({})
+    loader = ModelLoader(manifest, models_dir, s.model_threads(), one_thread=s.one_thread_roles())
+    assert loader.get("nanotrack_v2_backbone").session.get_session_options().intra_op_num_threads == 1
+    assert loader.get("nanotrack_v2_head").session.get_session_options().intra_op_num_threads == 1
+    assert loader.get("yunet").session.get_session_options().intra_op_num_threads == 2
+    explicit = Settings.model_validate({"models": {"threads": 3}})
+    assert explicit.one_thread_roles() == frozenset()
