@@ -3,6 +3,7 @@
 → reply latency over time, and prints a summary (memory at start and end, crashes, lost replies).
 
     .venv/bin/python tools/soak.py --minutes 15            # CSV next to the summary: --csv FILE
+    .venv/bin/python tools/soak.py --mode throughput       # the lanes (performance.mode)
 
 The command mix: cheap ones (ping, state getters, lists) and, every 20th, an expensive one
 (infer on a photo, classifier/add_class, face/enrol, track/start on the latest frame), so the
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", type=Path, default=None, help="default: eval faces/short_hamilton_clip.mp4")
     ap.add_argument("--models-dir", type=Path, default=Path(os.environ.get("MAIX_AGENT_MODELS__DIR", REPO / "models")))
     ap.add_argument("--csv", type=Path, default=None)
+    ap.add_argument("--mode", choices=("latency", "throughput"), default="latency", help="performance.mode")
     args = ap.parse_args(argv)
 
     video = args.video or args.eval_dir / "faces" / "short_hamilton_clip.mp4"
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "MAIX_AGENT_PIPELINES__SEGMENT": "true",
         "MAIX_AGENT_PIPELINES__TRACK": "true",
         "MAIX_AGENT_RESULTS__STATE_INTERVAL": "2",
+        "MAIX_AGENT_PERFORMANCE__MODE": args.mode,
     }
     log_fh = log_path.open("wb")
     agent = subprocess.Popen([sys.executable, "-m", "agent", "run"], cwd=REPO, env=env, stdout=log_fh, stderr=log_fh)
