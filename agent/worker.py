@@ -237,6 +237,10 @@ class VisionWorker:
                     order.begin(frame.seq)
                 try:
                     self._lane_step(kind, frame, stop)
+                except Exception:  # publishing or bookkeeping: the lane must live on
+                    with self._lock:
+                        self.errors += 1
+                    log.exception("lane %s failed on frame %d", kind, frame.seq)
                 finally:
                     order.done(frame.seq)
         finally:

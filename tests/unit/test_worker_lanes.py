@@ -104,3 +104,36 @@ def test_lanes_overlap_frames_and_publish_in_frame_order() -> None:
     assert proc.failed and worker.errors == len(proc.failed)
     assert not set(proc.failed) & set(faces)
     assert max(faces) > min(proc.failed)
+
+
+def test_a_failing_publish_does_not_end_the_lane() -> None:
+    slot = FrameSlot()
+    proc = Scripted(fail_every=10**9)
+    published: list[int] = []
+    failed: list[int] = []
+
+    def emit(kind: str, msg: dict[str, Any]) -> None:
+        if kind == "faces" and not failed:
+            failed.append(msg["seq"])
+            raise OSError("the broker went away mid-publish")
+        if kind == "faces":
+            published.append(msg["seq"])
+
+    worker = VisionWorker(slot, proc, emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2)
+    stop = threading.Event()
+    worker.start(stop)
+    try:
+        deadline = time.monotonic() + 10
+        while len(published) < 5:
+            assert time.monotonic() < deadline, (failed, published)
+            seq = slot.next_seq() + 1
+            image = np.zeros((4, 4, 3), np.uint8)
+            image[0, 0, 0], image[0, 0, 1] = seq % 256, seq // 256
+            slot.put(image)
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in worker._threads:
+            t.join(5)
+    assert failed and worker.errors == 1
+    assert published == sorted(published) and published[0] > failed[0]
