@@ -296,7 +296,7 @@ class NanoTracker:
     def _template_side(self) -> float:
         w, h = self.size
         pad = self.params.context * (w + h)
-        return float(round(math.sqrt((w + pad) * (h + pad))))
+        return max(1.0, float(round(math.sqrt((w + pad) * (h + pad)))))  # a sub-pixel box: one pixel
 
     def _backbone(self, x: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()

@@ -86,6 +86,15 @@ def test_invalid_box_raises(models: Models, bag: tuple[list[np.ndarray], list[Bo
     assert not tracker.initialised
 
 
+def test_a_sub_pixel_box_is_tracked(models: Models, bag: tuple[list[np.ndarray], list[Box]]) -> None:
+    """A box smaller than a pixel is a valid (if hopeless) target: a one-pixel template, no error."""
+    frames, _ = bag
+    tracker = NanoTracker(*models)
+    tracker.init(frames[0], (100.0, 100.0, 0.1, 0.1))
+    r = tracker.track(frames[1])
+    assert all(math.isfinite(v) for v in r.box) and r.box[2] >= 10 and r.box[3] >= 10
+
+
 def test_track_before_init_and_bad_frames(models: Models, bag: tuple[list[np.ndarray], list[Box]]) -> None:
     frames, gt = bag
     tracker = NanoTracker(*models)
