@@ -259,7 +259,7 @@ class VisionWorker:
             prepared = processor.prepare(kind, frame.image)
             if not self._order[kind].wait_turn(frame.seq, stop):
                 return
-            body = processor.finish(kind, prepared)
+            body = processor.finish(prepared)
         except Exception:  # one pipeline's failure must not stop its lane
             with self._lock:
                 self.errors += 1

@@ -113,7 +113,7 @@ class Engine:
     def run_live(self, kind: str, image: np.ndarray) -> dict[str, Any] | None:
         """One pipeline on a live frame: its result, or None (nothing to publish: no result, or
         unchanged with ``publish_on_change``). Records the time; safe from several threads."""
-        return self.finish(kind, self.prepare(kind, image))
+        return self.finish(self.prepare(kind, image))
 
     def prepare(self, kind: str, image: np.ndarray) -> Prepared:
         """The part of a live frame's pipeline that keeps no state between frames (all of it but
@@ -123,10 +123,9 @@ class Engine:
         work: Any = self.faces.analyse(image) if kind == "faces" else self.run(kind, image, live=True)
         return Prepared(kind, work, time.perf_counter() - t0)
 
-    def finish(self, kind: str, prepared: Prepared) -> dict[str, Any] | None:
+    def finish(self, prepared: Prepared) -> dict[str, Any] | None:
         """:meth:`run_live`'s result from a prepared frame; call it in frame order."""
-        if prepared.kind != kind:
-            raise ValueError(f"prepared for {prepared.kind!r}, finished as {kind!r}")
+        kind = prepared.kind
         t0 = time.perf_counter()
         if kind == "faces":
             body: dict[str, Any] | None = self.faces.result(prepared.work, live=True)

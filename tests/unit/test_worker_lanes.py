@@ -53,7 +53,8 @@ class Scripted:
                 self.running[kind] -= 1
         return kind, seq
 
-    def finish(self, kind: str, prepared: tuple[str, int]) -> dict[str, Any]:
+    def finish(self, prepared: tuple[str, int]) -> dict[str, Any]:
+        kind = prepared[0]
         with self.lock:
             self.finished.setdefault(kind, []).append(prepared[1])
         return {"frame": prepared[1]}
