@@ -54,7 +54,8 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     # (Settings.one_thread_roles: one thread, faster than two for these ~1 ms networks)
     pairs = {v: sessions(v, threads) for v in ("v2", "v3")}
     agent_threads = 1 if "tracker_backbone" in Settings.model_validate({}).one_thread_roles() else threads
-    mine = {v: sessions(v, agent_threads) for v in ("v2", "v3")}
+    # the same sessions when the thread counts agree (no second copy of the weights in the caches)
+    mine = pairs if agent_threads == threads else {v: sessions(v, agent_threads) for v in ("v2", "v3")}
     times: dict[str, list[float]] = defaultdict(list)
     ious: dict[str, list[float]] = defaultdict(list)
     live: dict[str, Any] = {}  # this pass's trackers, by result key
