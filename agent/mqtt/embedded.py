@@ -74,6 +74,9 @@ class EmbeddedBroker:
             [find_mosquitto(), "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # its own session: a Ctrl-C in the terminal reaches the agent, which publishes
+            # `offline` and then stops this broker, instead of both dying at once
+            start_new_session=True,
         )
         self.wait_ready(timeout)
         log.info("embedded mosquitto on 127.0.0.1:%d (pid %d)", self.port, self.proc.pid)
