@@ -47,10 +47,18 @@ class _InOrder:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._open: list[int] = []  # tickets (frame seqs) in the order taken
+        self._taking = threading.Lock()
 
-    def begin(self, ticket: int) -> None:
-        with self._cond:
-            self._open.append(ticket)
+    def take(self, lane: Latest, timeout: float) -> Frame | None:
+        """The lane's next frame with its ticket issued; one thread takes at a time, so the
+        tickets go out in the order the frames were taken."""
+        with self._taking:
+            frame = lane.take(timeout)
+            if frame is None or frame.image is None:
+                return None
+            with self._cond:
+                self._open.append(frame.seq)
+            return frame
 
     def wait_turn(self, ticket: int, stop: threading.Event) -> bool:
         """Wait until every frame taken before this one is done; False when stopping."""
@@ -112,7 +120,6 @@ class VisionWorker:
         self._lanes: dict[str, Latest] = {}
         self._rates: dict[str, _Rate] = {}
         self._order: dict[str, _InOrder] = {}
-        self._takes: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -129,7 +136,6 @@ class VisionWorker:
                 self._lanes[kind] = Latest()
                 self._rates[kind] = _Rate()
                 self._order[kind] = _InOrder()
-                self._takes[kind] = threading.Lock()
                 n = 1 if kind == "track" else self.parallel
                 threads += [
                     threading.Thread(
@@ -227,14 +233,12 @@ class VisionWorker:
     # -- throughput mode ----------------------------------------------------------------------
 
     def _lane_loop(self, kind: str, index: int, stop: threading.Event) -> None:
-        lane, order, take = self._lanes[kind], self._order[kind], self._takes[kind]
+        lane, order = self._lanes[kind], self._order[kind]
         try:
             while not stop.is_set():
-                with take:  # one thread takes at a time, so the tickets go out in frame order
-                    frame = lane.take(0.2)
-                    if frame is None or frame.image is None:
-                        continue
-                    order.begin(frame.seq)
+                frame = order.take(lane, 0.2)
+                if frame is None:
+                    continue
                 try:
                     self._lane_step(kind, frame, stop)
                 except Exception:  # publishing or bookkeeping: the lane must live on

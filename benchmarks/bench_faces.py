@@ -30,7 +30,7 @@ from agent.models import load_manifest
 from agent.vision.face_align import align_blob
 from agent.vision.faces import FacePipeline, FaceTracks
 from agent.vision.runtime import OnnxModel
-from benchmarks.common import EVAL, MODELS, Row, alternate, med, ms, report
+from benchmarks.common import EVAL, MODELS, Handover, Row, alternate, med, ms, report
 
 Image = npt.NDArray[np.uint8]
 ENROLLED = 1000
@@ -56,8 +56,8 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     manifest = load_manifest()
     det_spec, emb_spec = manifest.get("yunet"), manifest.get("sface")
     pipe = FacePipeline(OnnxModel(det_spec, MODELS, threads), "yunet", OnnxModel(emb_spec, MODELS, threads))
-    stored = one_face_frame()
-    frame = stored.copy()
+    handover = Handover(one_face_frame())
+    frame = handover.frame  # for the setup; the cases read handover.frame
     faces = pipe.detect(frame)
     if len(faces) != 1:
         raise RuntimeError(f"expected one face in the benchmark frame, found {len(faces)}")
@@ -68,12 +68,8 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     labels = [f"person_{i // 4}" for i in range(ENROLLED)]
     tracks = FaceTracks()
 
-    def handover() -> None:
-        nonlocal frame
-        frame = stored.copy()
-
     def agent() -> object:
-        return {"faces": pipe.recognise(frame, bank, labels, detect_th=0.6, tracks=tracks)}
+        return {"faces": pipe.recognise(handover.frame, bank, labels, detect_th=0.6, tracks=tracks)}
 
     det_blob, _ = pipe.detector.preprocess(frame)
     emb_blob = align_blob(frame, faces[0].points, 112, rgb=True)
@@ -88,6 +84,7 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     label_of = np.array([label_names.index(lb) for lb in labels])
 
     def opencv() -> object:
+        frame = handover.frame
         _, found = yn.detect(frame)
         out = []
         for row in found if found is not None else []:

@@ -27,7 +27,7 @@ from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor, preprocess
 from agent.vision.runtime import OnnxModel
 from agent.vision.segment import Segmenter
-from benchmarks.common import EVAL, MODELS, Row, alternate, load_bgr, med, ms, report
+from benchmarks.common import EVAL, MODELS, Handover, Row, alternate, load_bgr, med, ms, report
 
 CLASS_PHOTOS = ("motorcycle_left.png", "coffee.png", "chelsea.png", "rocket.jpg", "astronaut.png")
 
@@ -36,8 +36,8 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     fastpath.set_implementation("cython")
     manifest = load_manifest()
     seg = Segmenter(OnnxModel(manifest.get("yolov8n_seg"), MODELS, threads))
-    stored = load_bgr(EVAL / "images" / "bus.jpg", (640, 480))
-    frame = stored.copy()
+    handover = Handover(load_bgr(EVAL / "images" / "bus.jpg", (640, 480)))
+    frame = handover.frame  # for the setup; the cases read handover.frame
     blob, _ = seg.preprocess(frame)
     n_objects = len(seg.segment(frame, score_th=0.4))
 
@@ -47,14 +47,10 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         clf.add_class(name.split(".")[0], extractor.extract(load_bgr(EVAL / "images" / name)))
     x = preprocess(frame, extractor.spec)[None]
 
-    def handover() -> None:
-        nonlocal frame
-        frame = stored.copy()
-
     cases = {
-        "segment": lambda: {"objects": seg.segment(frame, score_th=0.4, iou_th=0.45)},
+        "segment": lambda: {"objects": seg.segment(handover.frame, score_th=0.4, iou_th=0.45)},
         "segment model": lambda: seg.model(blob),
-        "classify": lambda: clf.classify(extractor.extract(frame)).to_result(),
+        "classify": lambda: clf.classify(extractor.extract(handover.frame)).to_result(),
         "classify model": lambda: extractor.run(x),
     }
     times = alternate(cases, rounds, before=handover)

@@ -79,6 +79,18 @@ def alternate(
     return times
 
 
+class Handover:
+    """The frame the cases read, copied anew before each case (``alternate(..., before=handover)``),
+    as the agent's source hands over a frame it has just decoded: read ``handover.frame``."""
+
+    def __init__(self, stored: np.ndarray) -> None:
+        self._stored = stored
+        self.frame = stored.copy()
+
+    def __call__(self) -> None:
+        self.frame = self._stored.copy()
+
+
 def med(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 

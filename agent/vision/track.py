@@ -120,7 +120,6 @@ class _Candidate:
     w: float
     h: float
     score: float  # raw target probability at the chosen point
-    penalty: float
     feat: np.ndarray | None = None  # the search crop's backbone features [1, C, N, N]
     crop_centre: tuple[float, float] = (0.0, 0.0)  # frame pixels
     crop_scale: float = 1.0  # search-crop pixels per frame pixel
@@ -175,8 +174,7 @@ class NanoTracker:
         self._px = px.ravel()
         self._py = py.ravel()
         han = np.hanning(n)
-        self._window = np.outer(han, han).ravel()
-        self._window_w = self._window * p.window_influence
+        self._window_w = np.outer(han, han).ravel() * p.window_influence  # pre-weighted Hanning window
         self._template: np.ndarray | None = None
         self._template_vec: np.ndarray | None = None  # unit float32 core of the first template
         self._core_side = 0
@@ -349,7 +347,6 @@ class NanoTracker:
             w=w0 * (1.0 - lr) + pw / scale * lr,
             h=h0 * (1.0 - lr) + ph / scale * lr,
             score=score,
-            penalty=penalty,
             feat=xf,
             crop_centre=centre,
             crop_scale=scale,
