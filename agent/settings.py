@@ -144,7 +144,15 @@ class TrackThresholds(Section):
 
 
 class ClassifierThresholds(Section):
-    max_distance: float = Field(14.0, gt=0, description="L2 distance beyond which a frame is `unknown` (MobileNetV2)")
+    policy: Literal["similarity", "max_distance", "maixpy"] = Field(
+        "similarity",
+        description="who names a frame: similarity (cosine, calibrated on photos) | max_distance (raw L2) | "
+        "maixpy (ranking's first, never unknown)",
+    )
+    min_similarity: float = Field(
+        0.56, ge=-1, le=1, description="similarity policy: `unknown` below this (MobileNetV2; also learn's cut-off)"
+    )
+    max_distance: float = Field(14.0, gt=0, description="max_distance policy: `unknown` beyond this raw L2 distance")
 
 
 class Thresholds(Section):

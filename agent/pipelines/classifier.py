@@ -22,6 +22,7 @@ from agent.controls import Controls
 from agent.errors import CommandError
 from agent.pipelines.loader import ModelLoader
 from agent.storage import atomic_write, move_aside
+from agent.vision.class_policy import ClassPolicy
 from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor
 
@@ -41,7 +42,7 @@ class ClassifierService:
         self.samples: list[np.ndarray] = []
         self.learned = False
         self._samples_version = 0
-        self._built: tuple[int, int, SelfLearnClassifier] | None = None
+        self._built: tuple[tuple[int, int, float], SelfLearnClassifier] | None = None
         self._load_samples()
 
     @property
@@ -81,20 +82,26 @@ class ClassifierService:
         self._samples_version += 1
 
     # -- the classifier -----------------------------------------------------------------------
+    def policy(self) -> ClassPolicy:
+        t = self.controls.thresholds.classifier
+        return ClassPolicy(t.policy, t.max_distance, t.min_similarity)
+
     def classifier(self) -> SelfLearnClassifier:
         with self._lock:
-            key = (self.bank.version, self._samples_version)
-            if self._built is None or self._built[:2] != key:
-                clf = SelfLearnClassifier(self.bank.dim, self.controls.thresholds.classifier.max_distance)
+            policy = self.policy()
+            # learn's weights depend on min_similarity: a new one re-learns
+            key = (self.bank.version, self._samples_version, policy.min_similarity)
+            if self._built is None or self._built[0] != key:
+                clf = SelfLearnClassifier(self.bank.dim, policy=policy)
                 for entry in self.bank.live():
                     clf.add_class(entry.label, entry.vector())
                 for s in self.samples:
                     clf.add_sample(s)
                 if self.learned:
                     clf.learn()
-                self._built = (key[0], key[1], clf)
-            clf = self._built[2]
-            clf.max_distance = self.controls.thresholds.classifier.max_distance
+                self._built = (key, clf)
+            clf = self._built[1]
+            clf.policy = policy
             return clf
 
     def features(self, image: np.ndarray, box: list[float] | None) -> np.ndarray:
@@ -139,7 +146,7 @@ class ClassifierService:
             epochs = clf.learn()
             if not self.learned:
                 self._save_samples(self.samples, True)
-                self._built = (self.bank.version, self._samples_version, clf)
+                self._built = ((self.bank.version, self._samples_version, clf.policy.min_similarity), clf)
             return {"epochs": epochs, "learned": [lb for lb, ok in zip(clf.labels, clf.learned(), strict=True) if ok]}
 
     def remove_class(self, label: str) -> dict[str, Any]:
