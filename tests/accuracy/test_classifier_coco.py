@@ -48,7 +48,9 @@ def test_coco_crops_few_shot_open_set_and_learn(
     for c in crops:
         if c.image not in photos:
             photos[c.image] = base64.b64encode(Path(c.image).read_bytes()).decode()
-            images[c.image] = cv2.imread(c.image)
+            img = cv2.imread(c.image)
+            assert img is not None, c.image
+            images[c.image] = img
     pngs = [_png(crop_box(images[c.image], c.box)) for c in crops]
     defaults = req("thresholds/get")["classifier"]
     assert defaults["policy"] == "similarity"
@@ -105,8 +107,8 @@ def test_coco_crops_few_shot_open_set_and_learn(
         "learn_gain_published": gain_pub,
         "default_untaught_rejected": default_point[0],
     }
-    for k, v in figures.items():
-        record_property(k, v)
+    for name, value in figures.items():
+        record_property(name, value)
     print(f"COCO crops 5-way 5-shot, {EPISODES} episodes: {figures}; open-set curve {curve}")
     assert figures["published"] >= 0.80
     assert figures["best_class"] >= 0.83

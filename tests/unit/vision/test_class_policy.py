@@ -61,7 +61,7 @@ def test_learn_weights_are_shares(views: list[np.ndarray], samples: np.ndarray, 
     """Weights are probabilities over the classes and "none": in [0, 1], rows sum to at most 1;
     learn is deterministic; a hard class is the largest share, or -1 when "none" outweighs it."""
     w, rounds = learn_weights(views, samples, none)
-    assert w.shape == (6, len(views)) and 1 <= rounds
+    assert w.shape == (6, len(views)) and rounds >= 1
     assert np.all(w >= 0) and np.all(w.sum(1) <= 1 + 1e-9)
     w2, _ = learn_weights(views, samples, none)
     np.testing.assert_array_equal(w, w2)
