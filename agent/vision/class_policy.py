@@ -31,8 +31,11 @@ probabilities (what goes to "none" is dropped), and each centre becomes the norm
 unit views and weighted unit samples. Views never move and their weight is 1, so learning restarts
 from them (reversible, deterministic). Rounds stop when no weight moves by more than 1e-4 (at
 most 50). A sample's hard class (for MaixPy's raw-L2 learned centre and the ``.bin`` export) is
-its largest weight, or none when "none" is larger. Gain on COCO crops (the queries and 5 crops of
-untaught classes as unlabelled samples): +0.6 to +0.8 points, about three standard errors.
+its largest weight, or none when "none" is larger. A sample is compared with each centre without
+its own share (leave-one-out): otherwise a photo just below the threshold pulls itself in. Gain on
+COCO crops (200 episodes; the queries and 5 crops of untaught classes as unlabelled samples): best
+class 0.852 → 0.857 (+0.005 ± 0.002 s.e., paired), published label 0.841 → 0.856 (+0.015 ± 0.003);
+COIL-20 1-shot with the other views as samples 0.870 → 0.885.
 """
 
 from __future__ import annotations

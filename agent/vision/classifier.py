@@ -7,9 +7,10 @@ State
       Removing a class shifts the ids of the classes after it down by one, as in MaixPy.
     * each class has one or more **views** (``add_class`` with a label that exists adds a view);
       views are never modified, so ``learn`` can always be redone from scratch.
-    * unlabelled **samples** (``add_sample``) and, after ``learn``, the class each sample was
-      assigned to (``-1`` = none). A class with assigned samples has a **learned centre**: the
-      mean of its views and its assigned samples. The centre is derived, never stored.
+    * unlabelled **samples** (``add_sample``) and, after ``learn``, each sample's share in each
+      class (:func:`agent.vision.class_policy.learn_weights`) and its hard class (the largest
+      share, ``-1`` = none). A class with hard-assigned samples has a **learned centre**: the mean
+      of its views and those samples. Centres are derived, never stored.
 
 Distance (the ranking)
     Plain Euclidean L2 on the raw features, as MaixPy (no normalisation). The distance of a
