@@ -16,6 +16,7 @@ from typing import Any
 
 from agent import __version__
 from agent.bank.clock import HLC
+from agent.bank.review import ReviewRing
 from agent.bank.store import EntryBank
 from agent.bank.sync import FleetSync
 from agent.commands import all_commands
@@ -32,8 +33,10 @@ from agent.mqtt.router import CommandRouter
 from agent.mqtt.topics import Message, Route, TopicRegistry, Topics
 from agent.pipelines.classifier import ClassifierService
 from agent.pipelines.engine import Engine
+from agent.pipelines.face_library import FaceLibrary
 from agent.pipelines.faces import FaceService
 from agent.pipelines.loader import ModelLoader
+from agent.pipelines.reembed import Reembed
 from agent.pipelines.segment import SegmentService
 from agent.pipelines.track import TrackService
 from agent.settings import Settings
@@ -150,7 +153,12 @@ class Agent:
             self.face_bank,
             self.controls,
             max_faces=s.limits.faces_per_frame,
+            entry_bytes=s.limits.bank_entry_bytes,
         )
+        review = s.faces.review
+        ring = ReviewRing(state / "review", review.keep, review.retention_hours * 3600)
+        self.face_library = FaceLibrary(self.faces, ring, embedder.fingerprint)
+        self.reembed = Reembed(self.faces)
         self.classifier = ClassifierService(self.loader, s.models.features, self.class_bank, self.controls, state)
         self.segment = SegmentService(self.loader, s.models.segmenter, self.controls)
         self.track = TrackService(self.loader, s.models.tracker, self.controls)
@@ -168,6 +176,8 @@ class Agent:
                 "frames": self.slot,
                 "engine": self.engine,
                 "faces": self.faces,
+                "face_library": self.face_library,
+                "reembed": self.reembed,
                 "classifier": self.classifier,
                 "segment": self.segment,
                 "track": self.track,
@@ -212,6 +222,7 @@ class Agent:
             refresh=s.homeassistant.refresh,
         )
         self.face_bank.on_change.append(ha.labels_changed)
+        self.reembed.on_progress.append(self.publish_state)
         self.controls.listeners.append(ha.on_controls)
         return ha
 
@@ -287,6 +298,8 @@ class Agent:
                 "classes": self.class_bank.count(),
                 "samples": len(self.classifier.samples),
             },
+            "review": self.face_library.state(),
+            "reembed": self.reembed.state(),
             **self.fleet_sync.state(),
             "pipeline_ms": dict(self.engine.timings_ms),
             "pipeline_errors": self.engine.errors,

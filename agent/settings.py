@@ -185,6 +185,15 @@ class FleetSettings(Section):
         return v
 
 
+class ReviewSettings(Section):
+    keep: int = Field(50, ge=0, le=10_000, description="unknown faces kept for review (face/unknowns); 0 = off")
+    retention_hours: float = Field(168.0, gt=0, description="a queued unknown face unseen this long is purged")
+
+
+class FacesSettings(Section):
+    review: ReviewSettings = Field(default_factory=ReviewSettings)  # type: ignore[arg-type]
+
+
 class HomeAssistantSettings(Section):
     enabled: bool = Field(False, description="publish Home Assistant MQTT discovery and JSON mirrors")
     prefix: str = Field("homeassistant", description="discovery prefix (HA's birth message is {prefix}/status)")
@@ -260,6 +269,7 @@ class Settings(BaseSettings):
     thresholds: Thresholds = Field(default_factory=Thresholds)  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
+    faces: FacesSettings = Field(default_factory=FacesSettings)  # type: ignore[arg-type]
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)  # type: ignore[arg-type]
     events: EventsSettings = Field(default_factory=EventsSettings)  # type: ignore[arg-type]
     limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.commands import bank, classifier, controls, face, infer, snapshot, system, track
+from agent.commands import bank, classifier, controls, face, face_library, infer, snapshot, system, track
 from agent.commands.base import Command
 
 
@@ -12,6 +12,7 @@ def all_commands() -> list[Command]:
         *controls.COMMANDS,
         *classifier.COMMANDS,
         *face.COMMANDS,
+        *face_library.COMMANDS,
         *track.COMMANDS,
         *infer.COMMANDS,
         *snapshot.COMMANDS,

@@ -37,8 +37,10 @@ from typing import Any, Literal
 import numpy as np
 
 import fastpath
-from agent.vision.face_align import align_blob
+from agent.vision.face_align import align_blob, align_face
+from agent.vision.face_crops import embed_crop
 from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector
+from agent.vision.face_negatives import NegativeIndex, apply_negatives
 from agent.vision.runtime import OnnxModel
 
 UNKNOWN = "unknown"
@@ -267,10 +269,13 @@ class FaceTracks:
 
 @dataclass(frozen=True)
 class FaceAnalysis:
-    """One frame's faces (best first) and each one's single-shot match."""
+    """One frame's faces (best first) and each one's single-shot match, embedding and aligned
+    crop (BGR, the embedder's input size)."""
 
     faces: list[Face]
     matches: list[Match]
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
 
 
 class FacePipeline:
@@ -308,6 +313,10 @@ class FacePipeline:
     def detect(self, frame: np.ndarray, score_th: float = DEFAULT_DETECT, nms_th: float | None = None) -> list[Face]:
         return self.detector.detect(frame, score_th, nms_th, self.max_faces)
 
+    def align(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        """One face aligned onto the ArcFace template: the embedder's input picture (BGR)."""
+        return align_face(frame, face.points, self.align_size)
+
     def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The embedder's input for one face: aligned crop → NCHW float32."""
         spec = self.embedder.spec.input
@@ -316,9 +325,7 @@ class FacePipeline:
 
     def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """L2-normalised float32 embedding (128-d for SFace) of one detected face."""
-        vec = self.embedder(self.embed_blob(frame, face))[0].reshape(-1).astype(np.float32)
-        norm = float(np.linalg.norm(vec))
-        return vec / norm if norm > 0 else vec
+        return embed_crop(self.embedder, self.align(frame, face))
 
     def recognise(
         self,
@@ -347,13 +354,18 @@ class FacePipeline:
         detect_th: float = DEFAULT_DETECT,
         match_th: float = DEFAULT_MATCH,
         nms_th: float | None = None,
+        negatives: NegativeIndex | None = None,
     ) -> FaceAnalysis:
         """Detect, embed and match one frame: the heavy part of :meth:`recognise`. It keeps no
         state, so frames may be analysed side by side; :meth:`entries` must then see them in
-        frame order."""
+        frame order. ``negatives`` (corrections) may turn a match ``unknown``
+        (:mod:`agent.vision.face_negatives`)."""
         faces = self.detect(frame, detect_th, nms_th)
         index = self.bank_index(bank_vectors, bank_labels)
-        return FaceAnalysis(faces, [index.match(self.embed(frame, f), match_th) for f in faces])
+        crops = [self.align(frame, f) for f in faces]
+        vectors = [embed_crop(self.embedder, c) for c in crops]
+        matches = apply_negatives([index.match(v, match_th) for v in vectors], vectors, negatives)
+        return FaceAnalysis(faces, matches, vectors, crops)
 
     def entries(self, found: FaceAnalysis, tracks: FaceTracks | None = None) -> list[dict[str, Any]]:
         """The result entries of an analysed frame, voted per track with ``tracks`` (stateful:
@@ -386,15 +398,14 @@ class FacePipeline:
         *,
         detect_th: float = DEFAULT_DETECT,
         match_th: float = DEFAULT_MATCH,
+        negatives: NegativeIndex | None = None,
     ) -> list[tuple[Face, np.ndarray]]:
         """Faces (with their embeddings) that ``face/enrol`` should add for ``pick``."""
-        faces = self.detect(frame, detect_th)
         if pick == "largest":
+            faces = self.detect(frame, detect_th)
             return [(faces[i], self.embed(frame, faces[i])) for i in pick_for_enrol(faces, pick)]
-        vectors = [self.embed(frame, f) for f in faces]
-        index = self.bank_index(bank_vectors, bank_labels)
-        matches = [index.match(v, match_th) for v in vectors]
-        return [(faces[i], vectors[i]) for i in pick_for_enrol(faces, pick, matches=matches)]
+        found = self.analyse(frame, bank_vectors, bank_labels, detect_th=detect_th, match_th=match_th, negatives=negatives)
+        return [(found.faces[i], found.embeddings[i]) for i in pick_for_enrol(found.faces, pick, matches=found.matches)]
 
 
 def face_entry(face: Face, label: str, class_id: int, similarity: float, track_id: int | None) -> dict[str, Any]:
