@@ -92,6 +92,13 @@ class ReviewItem:
             and isinstance(item.crop, bytes)
             and item.crop.startswith(JPEG_MAGIC)
             and np.isfinite(item.vector()).all()
+            and all(type(v) in (int, float) and np.isfinite(v) for v in (item.created, item.updated, item.last_seen))
+            and all(type(v) in (int, float) and np.isfinite(v) for v in (item.quality, item.score))
+            and type(item.frames) is int
+            and isinstance(item.model, str)
+            and isinstance(item.box, list)
+            and len(item.box) == 4
+            and all(type(v) is int for v in item.box)
         ):
             raise ValueError("bad review item fields")
         return item

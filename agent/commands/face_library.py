@@ -34,7 +34,10 @@ class Reject(RequestModel):
 
 
 class SampleId(RequestModel):
-    id: EntryId
+    """``sample``: a sample's or negative's id (``face/list``) or a queued ``unknown_id``. (Not
+    ``id``: that is every request's own id, echoed in the reply.)"""
+
+    sample: EntryId
 
 
 class Unknowns(RequestModel):
@@ -65,7 +68,7 @@ def reject(req: Reject, ctx: Context) -> dict[str, Any]:
 @command("face", "sample", SampleId)
 def sample(req: SampleId, ctx: Context) -> dict[str, Any]:
     """The aligned face crop (JPEG) of a sample, a negative or a queued unknown face."""
-    return ctx.service("face_library").sample(req.id)  # type: ignore[no-any-return]
+    return ctx.service("face_library").sample(req.sample)  # type: ignore[no-any-return]
 
 
 @command("face", "unknowns", Unknowns)
