@@ -162,3 +162,66 @@ def test_review_ring_dismiss_and_purge_commands(make_agent: AgentFactory, c: Tes
     missing = c.request(prefix, "A", "face/dismiss", {"unknown_id": one})
     assert missing["error"]["code"] == "not_found"
     assert isinstance(a, Agent)
+
+
+def _second_embedder(models_dir: Path, manifest_path: Path, tmp: Path) -> dict[str, Any]:
+    """A models folder and manifest that add ``sface_rot`` (tests/onnx_rotate.py) to the real ones."""
+    from tests.onnx_rotate import rotated_model
+
+    folder = tmp / "models2"
+    folder.mkdir()
+    for f in models_dir.glob("*.onnx"):
+        (folder / f.name).symlink_to(f.resolve())
+    rot = folder / "sface_rot.onnx"
+    sha = rotated_model(models_dir / "sface_2021dec.onnx", rot)
+    manifest = tmp / "manifest.toml"
+    manifest.write_text(
+        manifest_path.read_text()
+        + f"""
+[models.sface_rot]
+role = "face_embedder"
+file = "sface_rot.onnx"
+sha256 = "{sha}"
+size = {rot.stat().st_size}
+licence = "Apache-2.0"
+upstream = "sface_2021dec.onnx with a fixed random rotation of its output (tests/onnx_rotate.py)"
+input = {{ name = "data", shape = [1, 3, 112, 112], colour = "rgb", mean = 0.0, scale = 1.0, size = [112, 112] }}
+outputs = {{ fc1 = [1, 128] }}
+"""
+    )
+    return {"dir": folder, "manifest": manifest, "face_embedder": "sface_rot"}
+
+
+def test_model_swap_old_vectors_stop_matching_and_reembed_restores_recognition(
+    make_agent: AgentFactory, c: TestClient, prefix: str, img: Callable[[str], bytes], models_dir: Path, tmp_path: Path
+) -> None:
+    from agent.models import load_manifest
+
+    old = make_agent("A", fleet={"key": KEY}, thresholds=LOOSE)
+    for p in GEORGE[:2]:
+        ask(c, prefix, "A", "face/enrol", {"label": "george", "image": img(p)})
+    ask(c, prefix, "A", "face/reject", {"label": "george", "image": img(JEB[0])})
+    assert names(c, prefix, "A", img(GEORGE[2])) == ["george"] and names(c, prefix, "A", img(JEB[1])) == ["unknown"]
+    exported = ask(c, prefix, "A", "bank/export", {"bank": "faces", "format": "native"})["data"]
+    old.stop()
+
+    models = _second_embedder(models_dir, load_manifest().path, tmp_path)
+    new = make_agent("A", fleet={"key": KEY}, thresholds=LOOSE, models=models)  # same state dir, new model
+    assert new.face_bank.model != old.face_bank.model and new.face_bank.live() == []
+    # the old vectors, imported as they are (same length), no longer match anyone
+    ask(c, prefix, "A", "bank/import", {"bank": "faces", "format": "native", "data": exported})
+    assert [p["samples"] for p in ask(c, prefix, "A", "face/list")["faces"]] == [2]
+    assert names(c, prefix, "A", img(GEORGE[0])) == ["unknown"]  # even the very photo enrolled
+    assert names(c, prefix, "A", img(GEORGE[2])) == ["unknown"]
+    ask(c, prefix, "A", "face/forget", {"label": "george"})
+
+    started = ask(c, prefix, "A", "bank/reembed")
+    assert started["state"] == "running" and started["total"] == 3 and started["no_crop"] == 0
+    done = _state(c, prefix, "A", lambda s: s.get("reembed", {}).get("state") == "done")["reembed"]
+    assert done["added"] == 3 and done["done"] == 3 and done["bad_crop"] == 0, done
+    assert names(c, prefix, "A", img(GEORGE[2])) == ["george"]  # recognition is back, from the crops
+    assert names(c, prefix, "A", img(JEB[1])) == ["unknown"]  # and so is the correction
+    listed = ask(c, prefix, "A", "face/list")["faces"]
+    assert [(p["label"], p["samples"], p["negatives"]) for p in listed] == [("george", 2, 1)]
+    again = ask(c, prefix, "A", "bank/reembed")
+    assert again["state"] == "done" and again["total"] == 0  # idempotent: the same ids are there
