@@ -32,12 +32,25 @@ def _schema() -> Any:
                 f.type_name = type_name
 
     rep, opt = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
-    msg("Node", ("input", 1, _F.TYPE_STRING, rep, ""), ("output", 2, _F.TYPE_STRING, rep, ""),
-        ("name", 3, _F.TYPE_STRING, opt, ""), ("op_type", 4, _F.TYPE_STRING, opt, ""))
-    msg("Tensor", ("dims", 1, _F.TYPE_INT64, rep, ""), ("data_type", 2, _F.TYPE_INT32, opt, ""),
-        ("name", 8, _F.TYPE_STRING, opt, ""), ("raw_data", 9, _F.TYPE_BYTES, opt, ""))
-    msg("Graph", ("node", 1, _F.TYPE_MESSAGE, rep, ".onnx_min.Node"),
-        ("initializer", 5, _F.TYPE_MESSAGE, rep, ".onnx_min.Tensor"))
+    msg(
+        "Node",
+        ("input", 1, _F.TYPE_STRING, rep, ""),
+        ("output", 2, _F.TYPE_STRING, rep, ""),
+        ("name", 3, _F.TYPE_STRING, opt, ""),
+        ("op_type", 4, _F.TYPE_STRING, opt, ""),
+    )
+    msg(
+        "Tensor",
+        ("dims", 1, _F.TYPE_INT64, rep, ""),
+        ("data_type", 2, _F.TYPE_INT32, opt, ""),
+        ("name", 8, _F.TYPE_STRING, opt, ""),
+        ("raw_data", 9, _F.TYPE_BYTES, opt, ""),
+    )
+    msg(
+        "Graph",
+        ("node", 1, _F.TYPE_MESSAGE, rep, ".onnx_min.Node"),
+        ("initializer", 5, _F.TYPE_MESSAGE, rep, ".onnx_min.Tensor"),
+    )
     msg("Model", ("graph", 7, _F.TYPE_MESSAGE, opt, ".onnx_min.Graph"))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)

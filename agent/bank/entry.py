@@ -355,7 +355,7 @@ class BankEntry:
         if obj["dim"] != expect_dim:
             raise RejectedEntry("dim_mismatch", f"entry has dim {obj['dim']}, the model has {expect_dim}")
         crop, neg = obj.get("crop", b""), obj.get("neg", False)
-        if "crop" in obj and crop == b"" or "neg" in obj and neg is False:
+        if ("crop" in obj and crop == b"") or ("neg" in obj and neg is False):
             raise RejectedEntry("bad_field", "crop and neg are left out when empty / false, never sent so")
         vec_problem = _check_vector(vec, obj["dim"], deleted) or _check_extras(crop, neg, deleted)
         if vec_problem is not None:

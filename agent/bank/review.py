@@ -107,9 +107,7 @@ class ReviewItem:
 class ReviewRing:
     """The ring; thread-safe (the vision worker adds, commands read and remove)."""
 
-    def __init__(
-        self, folder: Path, keep: int, retention: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, folder: Path, keep: int, retention: float, clock: Callable[[], float] = time.time) -> None:
         if keep < 0 or retention <= 0:
             raise ValueError("need keep >= 0 and retention > 0")
         self.folder = folder

@@ -57,7 +57,7 @@ class Dismiss(RequestModel):
 
 @command("face", "reject", Reject, expensive=True)
 def reject(req: Reject, ctx: Context) -> dict[str, Any]:
-    """"This face is not LABEL": a negative example that later matches of LABEL must beat."""
+    """ "This face is not LABEL": a negative example that later matches of LABEL must beat."""
     lib = ctx.service("face_library")
     if req.unknown_id is not None:
         return lib.reject(req.label, None, None, req.unknown_id)  # type: ignore[no-any-return]

@@ -86,7 +86,12 @@ class FaceLibrary:
         (entry,) = bank.add_samples([(label, vec, crop, True)])
         if unknown_id is not None:
             self.ring.remove(unknown_id)
-        return {"label": label, "negative": entry.id, "negatives": sum(e.label == label for e in bank.negatives()), **info}
+        return {
+            "label": label,
+            "negative": entry.id,
+            "negatives": sum(e.label == label for e in bank.negatives()),
+            **info,
+        }
 
     def _pick_face(
         self, label: str, image: np.ndarray, box: list[float] | None
@@ -95,7 +100,9 @@ class FaceLibrary:
         (the best if several); else the largest."""
         th = self.faces.controls.thresholds.face
         vectors, labels = self.faces._bank()
-        found = self.faces.pipeline.analyse(image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms)
+        found = self.faces.pipeline.analyse(
+            image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms
+        )
         if not found.faces:
             raise CommandError("not_found", f"no face found in the image (face.detect threshold {th.detect})")
         n = range(len(found.faces))
@@ -133,7 +140,13 @@ class FaceLibrary:
             }
         item = self.ring.get(sample_id)
         if item is not None:
-            return {"id": item.id, "kind": "unknown", "label": UNKNOWN, "added": round(item.created, 3), "crop": item.crop}
+            return {
+                "id": item.id,
+                "kind": "unknown",
+                "label": UNKNOWN,
+                "added": round(item.created, 3),
+                "crop": item.crop,
+            }
         raise CommandError("not_found", f"no sample, negative or unknown face has id {sample_id!r}")
 
     # -- the review queue ---------------------------------------------------------------------

@@ -123,7 +123,9 @@ class Reembed:
                 out = []
                 for e in todo[i : i + BATCH]:
                     if e.deleted:
-                        out.append(BankEntry(e.id, e.bank, e.label, b"", self.bank.dim, e.hlc, e.origin, True, b"", e.neg))
+                        out.append(
+                            BankEntry(e.id, e.bank, e.label, b"", self.bank.dim, e.hlc, e.origin, True, b"", e.neg)
+                        )
                         continue
                     crop = decode_crop(e.crop, pipe.align_size)
                     if crop is None:
@@ -133,7 +135,14 @@ class Reembed:
                     vec = embed_crop(pipe.embedder, crop)
                     out.append(
                         BankEntry.from_vector(
-                            id=e.id, bank=e.bank, label=e.label, vector=vec, hlc=e.hlc, origin=e.origin, crop=e.crop, neg=e.neg
+                            id=e.id,
+                            bank=e.bank,
+                            label=e.label,
+                            vector=vec,
+                            hlc=e.hlc,
+                            origin=e.origin,
+                            crop=e.crop,
+                            neg=e.neg,
                         )
                     )
                 with self.bank.lock:  # an id that arrived from the fleet meanwhile is kept as it is

@@ -404,7 +404,9 @@ class FacePipeline:
         if pick == "largest":
             faces = self.detect(frame, detect_th)
             return [(faces[i], self.embed(frame, faces[i])) for i in pick_for_enrol(faces, pick)]
-        found = self.analyse(frame, bank_vectors, bank_labels, detect_th=detect_th, match_th=match_th, negatives=negatives)
+        found = self.analyse(
+            frame, bank_vectors, bank_labels, detect_th=detect_th, match_th=match_th, negatives=negatives
+        )
         return [(found.faces[i], found.embeddings[i]) for i in pick_for_enrol(found.faces, pick, matches=found.matches)]
 
 

@@ -88,17 +88,22 @@ def test_samples_keep_their_crops_across_the_fleet_and_one_can_be_forgotten(
     make_agent: AgentFactory, c: TestClient, prefix: str, img: Callable[[str], bytes]
 ) -> None:
     a = make_agent("A", fleet={"key": KEY})
-    ids = [ask(c, prefix, "A", "face/enrol", {"label": "george", "image": img(p)})["faces"][0]["sample"] for p in GEORGE[:2]]
+    ids = [
+        ask(c, prefix, "A", "face/enrol", {"label": "george", "image": img(p)})["faces"][0]["sample"]
+        for p in GEORGE[:2]
+    ]
     joined = make_agent("B", fleet={"key": KEY})  # a camera that joins later gets the crops too
     poll(lambda: converged([a, joined]), "the bank on the new camera")
     # msgpack: the crop is bin; JSON: base64 text
     crop = ask(c, prefix, "B", "face/sample", {"sample": ids[1]})["crop"]
     jpeg = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
-    assert jpeg.shape == (112, 112, 3)
+    assert jpeg is not None and jpeg.shape == (112, 112, 3)
     as_json = c.request(prefix, "B", "face/sample", {"sample": ids[0]})
     assert as_json["ok"] and base64.b64decode(as_json["data"]["crop"])[:3] == b"\xff\xd8\xff"
     listed = ask(c, prefix, "B", "face/list", {"crops": True})["faces"][0]
-    assert [s["id"] for s in listed["sample_list"]] == ids and all(s["crop"][:2] == b"\xff\xd8" for s in listed["sample_list"])
+    assert [s["id"] for s in listed["sample_list"]] == ids and all(
+        s["crop"][:2] == b"\xff\xd8" for s in listed["sample_list"]
+    )
     size = max(len(e.encode(KEY.encode())) for e in joined.face_bank.live())
     assert size <= joined.settings.limits.bank_entry_bytes
     ask(c, prefix, "B", "face/forget", {"label": "george", "sample": ids[0]})
@@ -120,6 +125,7 @@ def test_review_queue_from_a_live_stream_enrol_after_the_fact_and_dismiss(
     frames = tmp_path / "frames"
     frames.mkdir()
     still = cv2.imread(str(eval_dir / JEB[1]))
+    assert still is not None
     for i in range(12):  # Jeb stays in front of the camera for a dozen frames
         cv2.imwrite(str(frames / f"{i:03d}.jpg"), still)
     a = make_agent(
@@ -134,7 +140,8 @@ def test_review_queue_from_a_live_stream_enrol_after_the_fact_and_dismiss(
     listed = ask(c, prefix, "A", "face/unknowns")
     assert [u["id"] for u in listed["unknowns"]] == [uid] and listed["keep"] == 5
     crop = ask(c, prefix, "A", "face/sample", {"sample": uid})["crop"]
-    assert cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR).shape == (112, 112, 3)
+    decoded = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None and decoded.shape == (112, 112, 3)
     poll(lambda: a.worker.processed >= 12 or a.slot.frames_in >= 12, "the stream")
 
     # named after the fact, without Jeb coming back: another photo of him is now "jeb"

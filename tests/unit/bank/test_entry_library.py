@@ -19,7 +19,9 @@ from agent.bank.store import EntryBank
 
 KEY = b"fleet-secret-key"
 DIM = 128
-JPEG = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (112, 112, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+JPEG = cv2.imencode(
+    ".jpg", np.random.default_rng(0).integers(0, 255, (112, 112, 3), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90]
+)[1].tobytes()
 
 
 def make(**changes: Any) -> BankEntry:
@@ -115,7 +117,9 @@ def test_oversize_entry_with_crop_is_refused_by_the_limit() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    crop=st.one_of(st.binary(max_size=64), st.just(JPEG), st.integers(-(2**63), 2**63 - 1), st.none(), st.text(max_size=5)),
+    crop=st.one_of(
+        st.binary(max_size=64), st.just(JPEG), st.integers(-(2**63), 2**63 - 1), st.none(), st.text(max_size=5)
+    ),
     neg=st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.none(), st.binary(max_size=3)),
     extra=st.dictionaries(st.text(max_size=6), st.integers(0, 9), max_size=2),
 )

@@ -69,7 +69,9 @@ def test_a_negative_turns_the_stranger_unknown_and_leaves_the_person(pipe: FaceP
         assert veto(m, g, negatives) == m and m.label == "george"
 
 
-def test_an_unknown_that_stays_is_queued_once_with_its_best_view(pipe: FacePipeline, eval_dir: Path, tmp_path: Path) -> None:
+def test_an_unknown_that_stays_is_queued_once_with_its_best_view(
+    pipe: FacePipeline, eval_dir: Path, tmp_path: Path
+) -> None:
     ring = ReviewRing(tmp_path / "review", keep=5, retention=3600)
     now = [1_800_000_000.0]
     queue = ReviewQueue(ring, lambda: "abc123abc123", flush=0.0, clock=lambda: now[0])
@@ -78,7 +80,9 @@ def test_an_unknown_that_stays_is_queued_once_with_its_best_view(pipe: FacePipel
     small = cv2.resize(big, (210, 210))
     seen, tagged = [], []
     for k, img in enumerate([small, small, small, big, small]):
-        found = pipe.analyse(cv2.copyMakeBorder(img, 0, 250 - img.shape[0], 0, 250 - img.shape[1], cv2.BORDER_CONSTANT), None, [])
+        found = pipe.analyse(
+            cv2.copyMakeBorder(img, 0, 250 - img.shape[0], 0, 250 - img.shape[1], cv2.BORDER_CONSTANT), None, []
+        )
         entries = pipe.entries(found, tracks)
         queue.observe(found, entries)
         tagged.append(entries[0].get("unknown_id"))
