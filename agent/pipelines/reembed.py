@@ -59,6 +59,7 @@ class Reembed:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state: dict[str, Any] = {"state": "idle"}
+        self._available: int | None = None  # entries other models' banks could give (lazy)
 
     def sources(self) -> list[Path]:
         folder = self.bank.path.parent
@@ -112,8 +113,20 @@ class Reembed:
             t.join(timeout)
 
     def state(self) -> dict[str, Any]:
+        """Progress, and ``available``: how many entries of other models' faces banks this
+        bank lacks and could get from their crops (counted once, again after each run)."""
+        if self._available is None and self._state["state"] != "running":
+            todo, _, models = self.candidates()
+            self._available = len(todo)
+            if todo and not self.bank.live():
+                log.warning(
+                    "faces bank is empty but %d entries with crops exist for other face models (%s): "
+                    "send bank/reembed to recompute them with this one",
+                    len(todo),
+                    ", ".join(models),
+                )
         with self._lock:
-            return dict(self._state)
+            return {**self._state, "available": self._available}
 
     def _run(self, todo: list[BankEntry]) -> None:
         t0 = last = self.clock()
@@ -157,6 +170,7 @@ class Reembed:
                     self._progress()
             with self._lock:
                 self._state["state"] = "done"
+                self._available = None
             log.info("reembed: %s", self._state)
         except Exception as exc:
             log.exception("reembed failed")

@@ -215,6 +215,8 @@ def test_model_swap_old_vectors_stop_matching_and_reembed_restores_recognition(
     models = _second_embedder(models_dir, load_manifest().path, tmp_path)
     new = make_agent("A", fleet={"key": KEY}, thresholds=LOOSE, models=models)  # same state dir, new model
     assert new.face_bank.model != old.face_bank.model and new.face_bank.live() == []
+    fresh = _state(c, prefix, "A", lambda s: s["models"]["face_embedder"] == "sface_rot")
+    assert fresh["reembed"] == {"state": "idle", "available": 3}
     # the old vectors, imported as they are (same length), no longer match anyone
     ask(c, prefix, "A", "bank/import", {"bank": "faces", "format": "native", "data": exported})
     assert [p["samples"] for p in ask(c, prefix, "A", "face/list")["faces"]] == [2]
@@ -232,3 +234,4 @@ def test_model_swap_old_vectors_stop_matching_and_reembed_restores_recognition(
     assert [(p["label"], p["samples"], p["negatives"]) for p in listed] == [("george", 2, 1)]
     again = ask(c, prefix, "A", "bank/reembed")
     assert again["state"] == "done" and again["total"] == 0  # idempotent: the same ids are there
+    assert new.reembed.state()["available"] == 0
