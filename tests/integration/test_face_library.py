@@ -126,11 +126,11 @@ def test_review_queue_from_a_live_stream_enrol_after_the_fact_and_dismiss(
     frames.mkdir()
     still = cv2.imread(str(eval_dir / JEB[1]))
     assert still is not None
-    for i in range(12):  # Jeb stays in front of the camera for a dozen frames
+    for i in range(4):  # Jeb stays in front of the camera (the folder loops)
         cv2.imwrite(str(frames / f"{i:03d}.jpg"), still)
-    a = make_agent(
+    make_agent(
         "A",
-        source={"uri": f"images:{frames}", "loop": False, "fps": 10},
+        source={"uri": f"images:{frames}", "loop": True, "fps": 10},
         pipelines={"faces": True},
         faces={"review": {"keep": 5}},
     )
@@ -142,7 +142,6 @@ def test_review_queue_from_a_live_stream_enrol_after_the_fact_and_dismiss(
     crop = ask(c, prefix, "A", "face/sample", {"sample": uid})["crop"]
     decoded = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None and decoded.shape == (112, 112, 3)
-    poll(lambda: a.worker.processed >= 12 or a.slot.frames_in >= 12, "the stream")
 
     # named after the fact, without Jeb coming back: another photo of him is now "jeb"
     enrolled = ask(c, prefix, "A", "face/enrol", {"label": "jeb", "unknown_id": uid})
