@@ -12,6 +12,7 @@ vectors are to the vectors of the uncompressed crops (cosine).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.bank.clock import HLC
 from agent.bank.store import EntryBank
@@ -59,7 +62,7 @@ def main() -> None:
         job.wait()
         dt = time.perf_counter() - t
         assert job.state()["added"] == len(made), job.state()
-        (tmp / f"faces-b{k:011d}.msgpack").unlink()  # not a source of the next round
+        bank.path.unlink()  # not a source of the next round
         reembed.last = bank  # type: ignore[attr-defined]
         return dt
 

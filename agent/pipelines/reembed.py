@@ -10,8 +10,9 @@ re-embed the same old bank write versions of the same entries (last writer wins)
 doubling every sample. Entries without a crop (enrolled before crops were kept, MaixPy
 imports) cannot be re-embedded and are counted as ``no_crop``.
 
-It runs on a thread of its own, in batches of ``BATCH`` entries per durable write (each batch
-synced to the fleet as usual); ``state.reembed`` shows its progress.
+It runs on a thread of its own, in batches (each one durable write of the bank and synced to
+the fleet as usual) of ``BATCH`` entries, larger for big banks so that a run makes at most
+``MAX_WRITES`` writes; ``state.reembed`` shows its progress entry by entry.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from agent.vision.face_crops import decode_crop, embed_crop
 
 log = logging.getLogger(__name__)
 BATCH = 32
+MAX_WRITES = 20  # a batch is a whole-bank durable write: at most this many per run (big banks)
 PROGRESS_S = 1.0
 
 
@@ -132,9 +134,15 @@ class Reembed:
         t0 = last = self.clock()
         try:
             pipe = self.faces.pipeline
-            for i in range(0, len(todo), BATCH):
+            batch = max(BATCH, -(-len(todo) // MAX_WRITES))
+            for i in range(0, len(todo), batch):
                 out = []
-                for e in todo[i : i + BATCH]:
+                for k, e in enumerate(todo[i : i + batch]):
+                    with self._lock:
+                        self._state["done"] = i + k
+                    if self.clock() - last >= PROGRESS_S:
+                        last = self.clock()
+                        self._progress()
                     if e.deleted:
                         out.append(
                             BankEntry(e.id, e.bank, e.label, b"", self.bank.dim, e.hlc, e.origin, True, b"", e.neg)
@@ -160,14 +168,10 @@ class Reembed:
                     )
                 with self.bank.lock:  # an id that arrived from the fleet meanwhile is kept as it is
                     stored = self.bank.put(x for x in out if self.bank.get(x.id) is None)
-                now = self.clock()
                 with self._lock:
-                    self._state["done"] = min(len(todo), i + BATCH)
+                    self._state["done"] = min(len(todo), i + batch)
                     self._state["added"] += sum(not x.deleted for x in stored)
-                    self._state["seconds"] = round(now - t0, 3)
-                if now - last >= PROGRESS_S:
-                    last = now
-                    self._progress()
+                    self._state["seconds"] = round(self.clock() - t0, 3)
             with self._lock:
                 self._state["state"] = "done"
                 self._available = None
