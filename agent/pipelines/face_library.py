@@ -17,7 +17,7 @@ from agent.bank.entry import BankEntry
 from agent.bank.review import ReviewItem, ReviewRing
 from agent.errors import CommandError
 from agent.pipelines.face_review import ReviewQueue
-from agent.pipelines.faces import FaceService, _created_ms
+from agent.pipelines.faces import FaceService, created_ms
 from agent.vision.face_crops import decode_crop, embed_crop, encode_crop
 from agent.vision.faces import UNKNOWN, box_iou
 
@@ -99,10 +99,7 @@ class FaceLibrary:
         """The face of ``image`` meant: the one at ``box``; else the one named ``label``
         (the best if several); else the largest."""
         th = self.faces.controls.thresholds.face
-        vectors, labels = self.faces._bank()
-        found = self.faces.pipeline.analyse(
-            image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms
-        )
+        found = self.faces.analyse(image, corrections=False)
         if not found.faces:
             raise CommandError("not_found", f"no face found in the image (face.detect threshold {th.detect})")
         n = range(len(found.faces))
@@ -135,7 +132,7 @@ class FaceLibrary:
                 "kind": "negative" if entry.neg else "sample",
                 "label": entry.label,
                 "origin": entry.origin,
-                "added": round(_created_ms(entry.id) / 1000, 3),
+                "added": round(created_ms(entry.id) / 1000, 3),
                 "crop": entry.crop,
             }
         item = self.ring.get(sample_id)

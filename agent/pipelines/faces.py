@@ -82,12 +82,14 @@ class FaceService:
     def recognise(self, image: np.ndarray, *, live: bool) -> dict[str, Any]:
         return self.result(self.analyse(image), live=live)
 
-    def analyse(self, image: np.ndarray) -> FaceAnalysis:
-        """The stateless part (detect, embed, match): frames may be analysed side by side."""
+    def analyse(self, image: np.ndarray, *, corrections: bool = True) -> FaceAnalysis:
+        """The stateless part (detect, embed, match): frames may be analysed side by side.
+        ``corrections=False``: the decision before negatives (``face/reject`` picks its face so)."""
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
+        negatives = self.negatives() if corrections else None
         return self.pipeline.analyse(
-            image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms, negatives=self.negatives()
+            image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms, negatives=negatives
         )
 
     def result(self, found: FaceAnalysis, *, live: bool) -> dict[str, Any]:
@@ -167,12 +169,12 @@ def _person(label: str, class_id: int | None) -> dict[str, Any]:
 
 def _item(e: Any, crop: bool) -> dict[str, Any]:
     """One sample or negative in ``face/list``: id, when and where it was made, its crop's size."""
-    out = {"id": e.id, "added": round(_created_ms(e.id) / 1000, 3), "origin": e.origin, "crop_bytes": len(e.crop)}
+    out = {"id": e.id, "added": round(created_ms(e.id) / 1000, 3), "origin": e.origin, "crop_bytes": len(e.crop)}
     if crop and e.crop:
         out["crop"] = e.crop
     return out
 
 
-def _created_ms(entry_id: str) -> int:
+def created_ms(entry_id: str) -> int:
     """Creation time from an entry id made by :func:`agent.bank.store.new_entry_id` (0 if other)."""
     return int(entry_id[:12], 16) if re.fullmatch(r"[0-9a-f]{24}", entry_id) else 0
