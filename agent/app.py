@@ -230,6 +230,7 @@ class Agent:
         """Periodic (state loop): identities that left while no frame came, HA mirrors' refresh."""
         if not self.controls.pipelines.faces:
             self.events.release_held()
+        self.face_library.ring.purge()  # retention also holds while no frame comes
         now = time.time()
         events = self.events.tick(now)
         self._emit_events(events)
