@@ -11,7 +11,16 @@ from agent.bank.store import EntryBank
 from agent.controls import Controls
 from agent.errors import CommandError
 from agent.pipelines.loader import ModelLoader
+from agent.settings import FaceThresholds
+from agent.vision.face_decision import DecisionRule
+from agent.vision.face_quality import QualityLimits
 from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, FaceTracks
+
+
+def decision_of(th: FaceThresholds) -> tuple[DecisionRule, QualityLimits]:
+    """The decision rule and quality gate of the face thresholds."""
+    rule = DecisionRule(match=th.match, margin=th.margin, match_grey=th.match_grey)
+    return rule, QualityLimits(min_eyes=th.min_eyes, min_sharpness=th.min_sharpness)
 
 
 class FaceService:
@@ -64,7 +73,8 @@ class FaceService:
         """The stateless part (detect, embed, match): frames may be analysed side by side."""
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
-        return self.pipeline.analyse(image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms)
+        rule, limits = decision_of(th)
+        return self.pipeline.analyse(image, vectors, labels, detect_th=th.detect, rule=rule, limits=limits, nms_th=th.nms)
 
     def result(self, found: FaceAnalysis, *, live: bool) -> dict[str, Any]:
         """The ``faces`` result of an analysed frame; live frames are voted per face track, so
@@ -74,7 +84,8 @@ class FaceService:
     def enrol(self, image: np.ndarray, label: str | None, pick: Literal["largest", "unknown"]) -> dict[str, Any]:
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
-        found = self.pipeline.enrol_candidates(image, vectors, labels, pick, detect_th=th.detect, match_th=th.match)
+        rule, limits = decision_of(th)
+        found = self.pipeline.enrol_candidates(image, vectors, labels, pick, detect_th=th.detect, rule=rule, limits=limits)
         if not found:
             what = "no face" if pick == "largest" else "no unknown face"
             raise CommandError("not_found", f"{what} found in the image (face.detect threshold {th.detect})")

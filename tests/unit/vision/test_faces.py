@@ -21,7 +21,7 @@ from agent.vision.faces import (
 )
 from agent.vision.runtime import OnnxModel
 
-KEYS = {"box", "score", "points", "label", "class_id", "similarity", "track_id"}
+KEYS = {"box", "score", "points", "label", "class_id", "similarity", "confidence", "quality", "track_id"}
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_match_takes_the_best_sample_per_person() -> None:
     assert match(bank[2], 3.0 * bank, labels).similarity == pytest.approx(1.0, abs=1e-6)
     m = match(bank[3], bank, labels)
     assert (m.label, m.class_id) == ("cat", 3)
-    m = match(bank[1], bank, labels, match_th=1.0)  # score must be strictly above the threshold
+    m = match(bank[1], bank, labels, 1.0)  # score must be strictly above the threshold
     assert (m.label, m.class_id) == (UNKNOWN, 0) and m.similarity == pytest.approx(1.0, abs=1e-6)
 
 
