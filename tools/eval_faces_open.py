@@ -31,7 +31,7 @@ import argparse
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -195,6 +195,8 @@ class Tally:
     named: int = 0
     strangers: int = 0
     rejected: int = 0
+    # (confidence, best identity is right) of every query, for the reliability table
+    confidence: list[tuple[float, bool]] = field(default_factory=list)
 
     def rates(self) -> tuple[float, float]:
         return self.named / max(self.known, 1), self.rejected / max(self.strangers, 1)
@@ -207,7 +209,10 @@ def run_episode(photos: Photos, ep: Episode, rule: DecisionRule, tallies: dict[s
         tally = tallies.setdefault(photos.dataset[q], Tally())
         label = UNKNOWN
         if photos.found[q]:
-            label = index.match(photos.vectors[q], rule, photos.quality[q], bool(photos.grey[q])).label
+            m = index.match(photos.vectors[q], rule, photos.quality[q], bool(photos.grey[q]))
+            label = m.label
+            best = m.labels[int(np.argmax(m.scores))]
+            tally.confidence.append((m.confidence, want is not None and best == want))
         if want is None:
             tally.strangers += 1
             tally.rejected += label == UNKNOWN
@@ -243,6 +248,23 @@ def report(results: dict[tuple[str, int], dict[str, Tally]]) -> list[str]:
     return lines
 
 
+def reliability(results: dict[tuple[str, int], dict[str, Tally]], split: str) -> list[str]:
+    """Is ``confidence`` a probability? Predicted vs observed share of right best identities."""
+    pairs = [p for (s, _), tallies in results.items() if s == split for t in tallies.values() for p in t.confidence]
+    conf = np.array([c for c, _ in pairs])
+    right = np.array([r for _, r in pairs], float)
+    lines = [f"confidence on the {split} split: Brier {float(np.mean((conf - right) ** 2)):.4f}"]
+    edges = [0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0001]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        sel = (conf >= lo) & (conf < hi)
+        if sel.any():
+            lines.append(
+                f"  {lo:.2f}-{min(hi, 1):.2f}: n {int(sel.sum()):5d}  mean confidence {conf[sel].mean():.3f}  "
+                f"right {right[sel].mean():.3f}"
+            )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--eval-dir", type=Path, default=REPO.parent / "shared" / "eval")
@@ -262,7 +284,10 @@ def main() -> None:
     gated = sum(q is not None for q in photos.quality)
     print(f"{len(photos.identity)} photos, no face found in {int((~photos.found).sum())}, quality-gated {gated}")
     print(f"rule: match {rule.match}, margin {rule.margin}, match_grey {rule.match_grey}")
-    print("\n".join(report(evaluate(photos, rule))))
+    results = evaluate(photos, rule)
+    print("\n".join(report(results)))
+    for split in ("calibration", "test"):
+        print("\n".join(reliability(results, split)))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ class FaceService:
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
         rule, limits = decision_of(th)
-        return self.pipeline.analyse(image, vectors, labels, detect_th=th.detect, rule=rule, limits=limits, nms_th=th.nms)
+        return self.pipeline.analyse(
+            image, vectors, labels, detect_th=th.detect, rule=rule, limits=limits, nms_th=th.nms
+        )
 
     def result(self, found: FaceAnalysis, *, live: bool) -> dict[str, Any]:
         """The ``faces`` result of an analysed frame; live frames are voted per face track, so
@@ -85,7 +87,9 @@ class FaceService:
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
         rule, limits = decision_of(th)
-        found = self.pipeline.enrol_candidates(image, vectors, labels, pick, detect_th=th.detect, rule=rule, limits=limits)
+        found = self.pipeline.enrol_candidates(
+            image, vectors, labels, pick, detect_th=th.detect, rule=rule, limits=limits
+        )
         if not found:
             what = "no face" if pick == "largest" else "no unknown face"
             raise CommandError("not_found", f"{what} found in the image (face.detect threshold {th.detect})")

@@ -344,7 +344,13 @@ class FacePipeline:
         """L2-normalised float32 embedding of an aligned face crop (BGR)."""
         spec = self.embedder.spec.input
         blob, _ = fastpath.letterbox_chw(
-            crop, self.align_size, self.align_size, mode="stretch", swap_rb=spec.colour == "rgb", mean=spec.mean, scale=spec.scale
+            crop,
+            self.align_size,
+            self.align_size,
+            mode="stretch",
+            swap_rb=spec.colour == "rgb",
+            mean=spec.mean,
+            scale=spec.scale,
         )
         vec = self.embedder(blob)[0].reshape(-1).astype(np.float32)
         norm = float(np.linalg.norm(vec))
@@ -375,7 +381,9 @@ class FacePipeline:
 
         With ``tracks`` (live stream) labels are voted per track; without, single-shot.
         """
-        found = self.analyse(frame, bank_vectors, bank_labels, detect_th=detect_th, rule=rule, limits=limits, nms_th=nms_th)
+        found = self.analyse(
+            frame, bank_vectors, bank_labels, detect_th=detect_th, rule=rule, limits=limits, nms_th=nms_th
+        )
         return self.entries(found, tracks)
 
     def analyse(
@@ -413,7 +421,8 @@ class FacePipeline:
             if label != m.label:  # the vote overrides this frame's single-shot answer
                 if label in m.labels:
                     class_id = m.labels.index(label) + 1
-                    similarity, confidence = m.score_of(label), m.confidence_of(label)
+                    similarity = m.score_of(label)
+                    confidence = 0.0 if m.quality else m.confidence_of(label)  # a poor frame vouches for nothing
                 else:  # not confirmed yet, or the label left the bank
                     label, class_id = UNKNOWN, 0
             results.append(face_entry(face, label, class_id, similarity, tid, confidence, m.quality))
