@@ -28,6 +28,7 @@ Usage: .venv/bin/python tools/eval_faces_open.py [--eval-dir DIR] [--cache FILE]
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import sys
 from collections.abc import Iterator
@@ -255,7 +256,7 @@ def reliability(results: dict[tuple[str, int], dict[str, Tally]], split: str) ->
     right = np.array([r for _, r in pairs], float)
     lines = [f"confidence on the {split} split: Brier {float(np.mean((conf - right) ** 2)):.4f}"]
     edges = [0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0001]
-    for lo, hi in zip(edges, edges[1:], strict=False):
+    for lo, hi in itertools.pairwise(edges):
         sel = (conf >= lo) & (conf < hi)
         if sel.any():
             lines.append(
