@@ -130,10 +130,10 @@ class PipelinesSettings(Section):
 
 class FaceThresholds(Section):
     match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
-    match_grey: float = Field(0.78, ge=0, le=1, description="the same for grey (IR/night) faces, if higher than match")
     margin: float = Field(
         0.07, ge=0, le=1, description="and the best identity beats the second-best by at least this (0 = MaixPy)"
     )
+    margin_grey: float = Field(0.08, ge=0, le=1, description="the same for grey (IR/night) faces, if more than margin")
     min_eyes: float = Field(16.0, ge=0, description="faces with less px between the eyes are unknown, quality `small`")
     min_sharpness: float = Field(
         12.0, ge=0, description="faces blurrier than this (Laplacian variance) are unknown, quality `blurred`"

@@ -273,18 +273,18 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None, help="keep the embeddings in this .npz")
     ap.add_argument("--match", type=float, default=None)
     ap.add_argument("--margin", type=float, default=None)
-    ap.add_argument("--match-grey", type=float, default=None)
+    ap.add_argument("--margin-grey", type=float, default=None)
     args = ap.parse_args()
     photos = load_or_embed(args.eval_dir / "faces_open", args.models_dir, args.cache)
     th = FaceThresholds()
     rule = DecisionRule(
         match=th.match if args.match is None else args.match,
         margin=th.margin if args.margin is None else args.margin,
-        match_grey=th.match_grey if args.match_grey is None else args.match_grey,
+        margin_grey=th.margin_grey if args.margin_grey is None else args.margin_grey,
     )
     gated = sum(q is not None for q in photos.quality)
     print(f"{len(photos.identity)} photos, no face found in {int((~photos.found).sum())}, quality-gated {gated}")
-    print(f"rule: match {rule.match}, margin {rule.margin}, match_grey {rule.match_grey}")
+    print(f"rule: match {rule.match}, margin {rule.margin}, margin_grey {rule.margin_grey}")
     results = evaluate(photos, rule)
     print("\n".join(report(results)))
     for split in ("calibration", "test"):

@@ -19,7 +19,7 @@ from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, Fa
 
 def decision_of(th: FaceThresholds) -> tuple[DecisionRule, QualityLimits]:
     """The decision rule and quality gate of the face thresholds."""
-    rule = DecisionRule(match=th.match, margin=th.margin, match_grey=th.match_grey)
+    rule = DecisionRule(match=th.match, margin=th.margin, margin_grey=th.margin_grey)
     return rule, QualityLimits(min_eyes=th.min_eyes, min_sharpness=th.min_sharpness)
 
 

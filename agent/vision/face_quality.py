@@ -14,8 +14,8 @@ The measures, each cheap (no model run):
 
 - ``grey``: the crop has (almost) no colour (IR / night cameras, grey photos): mean
   ``max(B,G,R) - min(B,G,R)`` over the face below ``GREY_CHROMA``. Grey faces are judged, but
-  SFace scores different people higher on them (Extended Yale B strangers reach 0.78 where colour
-  strangers stay near 0.70), so the decision rule asks more of them (``face.match_grey``).
+  strangers come closer to enrolled people on them, so the decision rule asks a larger lead over
+  the second-best identity (``face.margin_grey``).
 Defaults (``tools/eval_faces_open.py``): on faces_open every photo of the three datasets passes
 (the smallest LFW face has ~30 px between the eyes, the blurriest crop a sharpness well above the
 limit), so the gate never costs a known face there; it catches faces a camera sees from afar or

@@ -71,7 +71,7 @@ class Match:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     confidence: float = 0.0  # calibrated probability that the best identity is right
     quality: str | None = None  # why the face was too poor to judge (None: it was judged)
-    grey: bool = False  # the face had no colour (IR / night): judged by face.match_grey
+    grey: bool = False  # the face had no colour (IR / night): judged with face.margin_grey
 
     def score_of(self, label: str) -> float:
         try:
@@ -85,7 +85,7 @@ class Match:
             k = self.labels.index(label)
         except ValueError:
             return 0.0
-        return confidence_of(float(self.scores[k]), lead_of(self.scores, k), self.grey)
+        return confidence_of(float(self.scores[k]), lead_of(self.scores, k))
 
 
 class BankIndex:
@@ -149,7 +149,7 @@ class BankIndex:
         named when the best score > it); ``quality`` is the face's quality verdict, ``grey``
         whether it has no colour."""
         if not isinstance(rule, DecisionRule):
-            rule = DecisionRule(match=float(rule), margin=0.0, match_grey=0.0)
+            rule = DecisionRule(match=float(rule), margin=0.0, margin_grey=0.0)
         scores = self.scores(embedding)
         d = decide(scores, rule, quality, grey)
         if d.index >= 0:

@@ -30,7 +30,7 @@ def photos(eval_dir: Path, models_dir: Path) -> Photos:
 @pytest.fixture(scope="module")
 def results(photos: Photos) -> Results:
     th = FaceThresholds()
-    return evaluate(photos, DecisionRule(match=th.match, margin=th.margin, match_grey=th.match_grey))
+    return evaluate(photos, DecisionRule(match=th.match, margin=th.margin, margin_grey=th.margin_grey))
 
 
 @pytest.mark.accuracy

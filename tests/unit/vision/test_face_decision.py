@@ -13,7 +13,7 @@ from agent.vision.face_decision import DecisionRule, confidence_of, decide
 from agent.vision.face_quality import GREY_CHROMA, Quality, QualityLimits, chroma, measure, sharpness, verdict
 from agent.vision.faces import UNKNOWN, BankIndex, FaceTracks, match
 
-RULE = DecisionRule(match=0.70, margin=0.07, match_grey=0.78)
+RULE = DecisionRule(match=0.70, margin=0.07, margin_grey=0.10)
 
 
 def test_named_when_above_match_and_ahead_of_the_second() -> None:
@@ -38,13 +38,13 @@ def test_one_identity_has_no_margin() -> None:
     assert decide(np.array([0.69], np.float32), RULE).index == -1
 
 
-def test_grey_faces_need_the_grey_threshold_never_less_than_match() -> None:
-    scores = np.array([0.75, 0.50], np.float32)
+def test_grey_faces_need_the_grey_margin_never_less_than_margin() -> None:
+    scores = np.array([0.80, 0.72], np.float32)  # lead 0.08
     assert decide(scores, RULE, grey=False).index == 0
     assert decide(scores, RULE, grey=True).index == -1
-    assert decide(np.array([0.80, 0.50], np.float32), RULE, grey=True).index == 0
-    strict = DecisionRule(match=0.85, margin=0.0, match_grey=0.78)
-    assert decide(np.array([0.80, 0.5], np.float32), strict, grey=True).index == -1
+    assert decide(np.array([0.83, 0.72], np.float32), RULE, grey=True).index == 0
+    wide = DecisionRule(match=0.70, margin=0.12, margin_grey=0.08)
+    assert decide(np.array([0.83, 0.72], np.float32), wide, grey=True).index == -1
 
 
 def test_quality_reason_makes_it_unknown_with_no_confidence() -> None:
@@ -64,7 +64,6 @@ def test_confidence_is_monotonic_and_bounded() -> None:
     assert all(0.0 <= c <= 1.0 for c in conf) and conf == sorted(conf)
     assert confidence_of(0.9, 0.2) > 0.99 and confidence_of(0.6, 0.01) < 0.01
     assert confidence_of(0.75, 0.02) < confidence_of(0.75, 0.15)  # a clear lead is surer
-    assert confidence_of(0.75, 0.1, grey=True) < confidence_of(0.75, 0.1)
     assert 0.0 < confidence_of(0.72, None) < 1.0
 
 
