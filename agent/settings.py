@@ -130,6 +130,14 @@ class PipelinesSettings(Section):
 
 class FaceThresholds(Section):
     match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
+    margin: float = Field(
+        0.07, ge=0, le=1, description="and the best identity beats the second-best by at least this (0 = MaixPy)"
+    )
+    margin_grey: float = Field(0.08, ge=0, le=1, description="the same for grey (IR/night) faces, if more than margin")
+    min_eyes: float = Field(16.0, ge=0, description="faces with less px between the eyes are unknown, quality `small`")
+    min_sharpness: float = Field(
+        12.0, ge=0, description="faces blurrier than this (Laplacian variance) are unknown, quality `blurred`"
+    )
     detect: float = Field(0.6, ge=0, le=1, description="face detector score threshold")
     nms: float = Field(0.4, ge=0, le=1, description="face detector NMS IoU")
 

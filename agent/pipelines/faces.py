@@ -13,11 +13,20 @@ from agent.bank.store import EntryBank
 from agent.controls import Controls
 from agent.errors import CommandError
 from agent.pipelines.loader import ModelLoader
+from agent.settings import FaceThresholds
 from agent.vision.face_crops import encode_crop
+from agent.vision.face_decision import DecisionRule
 from agent.vision.face_negatives import NegativeIndex
+from agent.vision.face_quality import QualityLimits
 from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, FaceTracks
 
 ENTRY_OVERHEAD = 2048  # an entry's fields, vector and signature around its crop (128-d: ~700 bytes)
+
+
+def decision_of(th: FaceThresholds) -> tuple[DecisionRule, QualityLimits]:
+    """The decision rule and quality gate of the face thresholds."""
+    rule = DecisionRule(match=th.match, margin=th.margin, margin_grey=th.margin_grey)
+    return rule, QualityLimits(min_eyes=th.min_eyes, min_sharpness=th.min_sharpness)
 
 
 class FaceService:
@@ -88,8 +97,16 @@ class FaceService:
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
         negatives = self.negatives() if corrections else None
+        rule, limits = decision_of(th)
         return self.pipeline.analyse(
-            image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms, negatives=negatives
+            image,
+            vectors,
+            labels,
+            detect_th=th.detect,
+            rule=rule,
+            limits=limits,
+            nms_th=th.nms,
+            negatives=negatives,
         )
 
     def result(self, found: FaceAnalysis, *, live: bool) -> dict[str, Any]:
@@ -104,8 +121,9 @@ class FaceService:
     def enrol(self, image: np.ndarray, label: str | None, pick: Literal["largest", "unknown"]) -> dict[str, Any]:
         th = self.controls.thresholds.face
         vectors, labels = self._bank()
+        rule, limits = decision_of(th)
         found = self.pipeline.enrol_candidates(
-            image, vectors, labels, pick, detect_th=th.detect, match_th=th.match, negatives=self.negatives()
+            image, vectors, labels, pick, detect_th=th.detect, rule=rule, limits=limits, negatives=self.negatives()
         )
         if not found:
             what = "no face" if pick == "largest" else "no unknown face"
