@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,57 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{v.status}: {v.path}", file=sys.stderr)
         print(f"{len(manifest.models) - len(bad)}/{len(manifest.models)} models ok in {models_dir}")
         return 1 if bad else 0
+    if args.action == "tune":
+        return cmd_tune(args, settings, manifest)
     mirror = args.mirror or default_mirror()
     if not mirror:
         print("error: no mirror: pass --from DIR|URL or set MAIX_AGENT_MODELS_MIRROR", file=sys.stderr)
         return 1
     fetch(manifest, mirror, models_dir, args.names or None)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Any) -> int:
+    """``models tune``: measure every model the config uses on every engine and thread count
+    (``--show``: print the cached table only), then print the table and the choice."""
+    from agent.errors import ModelError
+    from agent.models.tune import TuneCache, choose, default_cache, key, tune
+    from agent.vision.runtime import ENGINES
+
+    names = args.names or settings.models_in_use()
+    cache = TuneCache(settings.models.tune_cache or default_cache())
+    if args.show:
+        tunes = {n: t for n in names if (t := cache.get(n, manifest.get(n).sha256)) is not None}
+        if not tunes:
+            reason = cache.stale_reason or "no current measurements"
+            print(f"nothing tuned for this machine in {cache.path} ({reason}): run `maix-agent models tune`")
+            return 1
+    else:
+        started = time.perf_counter()
+        try:
+            tunes = tune(manifest, names, settings.models.dir, settings.tune_images(), cache, force=True)
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"tuned {len(tunes)} models in {time.perf_counter() - started:.1f} s; cache {cache.path}")
+    setting = settings.models.engine
+    forced = {n: setting for n in tunes} if isinstance(setting, str) and setting != "auto" else {}
+    if isinstance(setting, dict):
+        forced = {n: e for n, e in setting.items() if e != "auto"}
+    chosen = choose(tunes, settings.engine_threads(), forced)
+    cols = [key(e, t) for e in ENGINES for t in (1, 2)]
+    print(f"{'model':24} {'chosen':14} " + " ".join(f"{c:>14}" for c in cols) + "  check against onnxruntime")
+    for name, entry in tunes.items():
+        c = chosen.get(name)
+        pick = f"{c.engine}/{c.threads}" if c else "-"
+        times = " ".join(f"{entry.ms[c_] if c_ in entry.ms else float('nan'):11.2f} ms" for c_ in cols)
+        checks = "; ".join(
+            f"{e} {'ok' if v.get('ok') else 'OUTSIDE'} ({v.get('figure')}: {v.get('tolerance')})"
+            for e, v in entry.checks.items()
+        )
+        print(f"{name:24} {pick:14} {times}  {checks}")
+    print(f"machine: {cache.header['machine']}; engines: {cache.header['engines']}; threads allowed: "
+          f"{settings.engine_threads()}")  # fmt: skip
     return 0
 
 
@@ -233,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate the config; print every error").set_defaults(fn=cmd_check_config)
     sub.add_parser("print-config", help="print the effective config (secrets masked)").set_defaults(fn=cmd_print_config)
 
-    m = sub.add_parser("models", help="fetch, list or verify model files")
-    m.add_argument("action", choices=["fetch", "list", "verify"])
+    m = sub.add_parser("models", help="fetch, list, verify model files; tune: choose each model's engine")
+    m.add_argument("action", choices=["fetch", "list", "verify", "tune"])
+    m.add_argument("--show", action="store_true", help="tune: print the cached measurements, measure nothing")
     m.add_argument("names", nargs="*", help="model names (default: all)")
     m.add_argument("--from", dest="mirror", default=None, help="mirror folder or http(s) URL base")
     m.set_defaults(fn=cmd_models)

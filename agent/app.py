@@ -26,6 +26,7 @@ from agent.errors import TransportError
 from agent.events import Event, EventDetector
 from agent.homeassistant import DeviceInfo, HaTopics, HomeAssistantBridge
 from agent.models import ModelSpec, load_manifest
+from agent.models.tune import default_cache, plan
 from agent.mqtt import codec
 from agent.mqtt.client import MqttLink
 from agent.mqtt.embedded import EmbeddedBroker
@@ -131,13 +132,25 @@ class Agent:
     def _build_pipelines(self) -> None:
         s = self.settings
         self.manifest = load_manifest(s.models.manifest)
-        self.loader = ModelLoader(
+        loader = ModelLoader(
             self.manifest, s.models.dir, s.model_threads(), s.models.spin, one_thread=s.one_thread_roles()
         )
         embedder = self.manifest.get(s.models.face_embedder)
         features = self.manifest.get(s.models.features)
-        for name in (s.models.face_detector, s.models.segmenter, f"{s.models.tracker}_backbone"):
+        names = s.models_in_use()
+        for name in (*names, *(s.models.engine if isinstance(s.models.engine, dict) else {})):
             self.manifest.get(name)  # unknown model names fail at start, not on first use
+        loader.choices = plan(
+            self.manifest,
+            names,
+            s.models.engine,
+            s.engine_threads(),
+            loader.default_threads,
+            models_dir=s.models.dir,
+            eval_dir=s.tune_images(),
+            cache_path=s.models.tune_cache or default_cache(),
+        )
+        self.loader = loader
         self.clock = HLC(self.device_id)
         state = s.storage.dir
         self.face_bank = EntryBank(
@@ -267,6 +280,7 @@ class Agent:
                 "segmenter": s.models.segmenter,
                 "tracker": s.models.tracker,
             },
+            "engines": self.loader.report(),
             "commands": sorted(f"{c.family}/{c.name}" if c.name else c.family for c in self.router.commands.values()),
             "uptime": round(time.time() - self.started_at, 1),
         }
@@ -284,6 +298,7 @@ class Agent:
             "pipelines": self.controls.pipelines.model_dump(),
             "thresholds": self.controls.thresholds.model_dump(),
             "models": self.info()["models"],
+            "engines": self.loader.report(),
             "fastpath": self.fastpath,
             "fps": round(self.worker.fps, 2),
             "frame_ms": round(self.worker.last_ms, 2),

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import engine_env
 from tests.integration.conftest import broker, client, make_agent, prefix
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def cli_infer(args: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> list[dict[str, Any]]:
     """Run ``maix-agent infer …`` and return its JSON lines."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("MAIX_AGENT_")}
-    full.update({"MAIX_AGENT_MODELS__DIR": str(REPO / "models"), **(env or {})})
+    full.update({"MAIX_AGENT_MODELS__DIR": str(REPO / "models"), **engine_env(), **(env or {})})
     proc = subprocess.run(
         [sys.executable, "-m", "agent", "infer", *args],
         cwd=REPO,
