@@ -34,9 +34,24 @@ def cli_infer(args: list[str], env: dict[str, str] | None = None, timeout: float
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="session")
-def infer() -> Any:
-    return cli_infer
+# Accuracy holds on every engine: each test runs with the tuned choice (``auto``: measured once
+# per session into the session's tune cache, tests/conftest.py) and with each engine forced.
+ENGINES = ("auto", "onnxruntime", "opencv")
 
 
-__all__ = ["broker", "cli_infer", "client", "infer", "make_agent", "prefix"]
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def infer(engine: str) -> Any:
+    """``cli_infer`` with ``models.engine`` set to this test's engine."""
+
+    def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> list[dict[str, Any]]:
+        return cli_infer(args, {"MAIX_AGENT_MODELS__ENGINE": engine, **(env or {})}, timeout)
+
+    return run
+
+
+__all__ = ["broker", "cli_infer", "client", "engine", "infer", "make_agent", "prefix"]
