@@ -126,7 +126,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Any) -> int
     from agent.models.tune import TuneCache, choose, default_cache, key, tune
     from agent.vision.runtime import ENGINES
 
-    names = args.names or settings.models_in_use()
+    names = list(manifest.models) if args.all else args.names or settings.models_in_use()
     cache = TuneCache(settings.models.tune_cache or default_cache())
     if args.show:
         tunes = {n: t for n in names if (t := cache.get(n, manifest.get(n).sha256)) is not None}
@@ -283,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="fetch, list, verify model files; tune: choose each model's engine")
     m.add_argument("action", choices=["fetch", "list", "verify", "tune"])
     m.add_argument("--show", action="store_true", help="tune: print the cached measurements, measure nothing")
+    m.add_argument("--all", action="store_true", help="tune: every model of the manifest (default: the config's)")
     m.add_argument("names", nargs="*", help="model names (default: all)")
     m.add_argument("--from", dest="mirror", default=None, help="mirror folder or http(s) URL base")
     m.set_defaults(fn=cmd_models)

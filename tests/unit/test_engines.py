@@ -163,3 +163,20 @@ def test_plan_uses_the_cache_and_falls_back_without_eval_images(
     assert {c.engine for c in forced.values()} == {"onnxruntime"}
     assert forced["nanotrack_v2_head"].threads == 1  # forced, but the measured thread count
     assert forced["nanotrack_v2_backbone"].threads == 2 and forced["nanotrack_v2_backbone"].source == "forced"
+
+
+def test_models_engine_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.errors import ConfigError
+    from agent.settings import load_settings
+
+    monkeypatch.delenv("MAIX_AGENT_MODELS__ENGINE", raising=False)
+    assert load_settings(None).models.engine == "auto"
+    assert load_settings(None, models={"engine": {"sface": "opencv"}}).models.engine == {"sface": "opencv"}
+    monkeypatch.setenv("MAIX_AGENT_MODELS__ENGINE", "opencv")
+    assert load_settings(None).models.engine == "opencv"
+    with pytest.raises(ConfigError, match=r"models\.engine"):
+        load_settings(None, models={"engine": "tensorrt"})
+    s = load_settings(None, performance={"mode": "throughput"})
+    assert s.engine_threads() == (1,)
+    assert load_settings(None, models={"threads": 2}).engine_threads() == (2,)
+    assert load_settings(None).engine_threads() == (1, 2)
