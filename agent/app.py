@@ -26,7 +26,6 @@ from agent.errors import TransportError
 from agent.events import Event, EventDetector
 from agent.homeassistant import DeviceInfo, HaTopics, HomeAssistantBridge
 from agent.models import ModelSpec, load_manifest
-from agent.models.tune import default_cache, plan
 from agent.mqtt import codec
 from agent.mqtt.client import MqttLink
 from agent.mqtt.embedded import EmbeddedBroker
@@ -36,7 +35,7 @@ from agent.pipelines.classifier import ClassifierService
 from agent.pipelines.engine import Engine
 from agent.pipelines.face_library import FaceLibrary
 from agent.pipelines.faces import FaceService
-from agent.pipelines.loader import ModelLoader
+from agent.pipelines.loader import build_loader
 from agent.pipelines.reembed import Reembed
 from agent.pipelines.segment import SegmentService
 from agent.pipelines.track import TrackService
@@ -132,25 +131,9 @@ class Agent:
     def _build_pipelines(self) -> None:
         s = self.settings
         self.manifest = load_manifest(s.models.manifest)
-        loader = ModelLoader(
-            self.manifest, s.models.dir, s.model_threads(), s.models.spin, one_thread=s.one_thread_roles()
-        )
         embedder = self.manifest.get(s.models.face_embedder)
         features = self.manifest.get(s.models.features)
-        names = s.models_in_use()
-        for name in (*names, *(s.models.engine if isinstance(s.models.engine, dict) else {})):
-            self.manifest.get(name)  # unknown model names fail at start, not on first use
-        loader.choices = plan(
-            self.manifest,
-            names,
-            s.models.engine,
-            s.engine_threads(),
-            loader.default_threads,
-            models_dir=s.models.dir,
-            eval_dir=s.tune_images(),
-            cache_path=s.models.tune_cache or default_cache(),
-        )
-        self.loader = loader
+        self.loader = build_loader(s, self.manifest)  # unknown model names fail here, at start
         self.clock = HLC(self.device_id)
         state = s.storage.dir
         self.face_bank = EntryBank(
