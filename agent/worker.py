@@ -122,6 +122,7 @@ class VisionWorker:
         self._order: dict[str, _InOrder] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self.on_published: Callable[[Frame], None] | None = None  # the live view: frames whose results went out
 
     @property
     def dropped(self) -> int:
@@ -229,6 +230,8 @@ class VisionWorker:
             if "seq" in frame.meta:
                 msg["frame_seq"] = frame.meta["seq"]
             self.emit(kind, msg)
+        if self.on_published is not None:
+            self.on_published(frame)
 
     # -- throughput mode ----------------------------------------------------------------------
 

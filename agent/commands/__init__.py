@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.commands import bank, classifier, controls, face, face_library, infer, snapshot, system, track
+from agent.commands import bank, classifier, controls, face, face_library, infer, preview, snapshot, system, track
 from agent.commands.base import Command
 
 
@@ -16,5 +16,6 @@ def all_commands() -> list[Command]:
         *track.COMMANDS,
         *infer.COMMANDS,
         *snapshot.COMMANDS,
+        *preview.COMMANDS,
         *bank.COMMANDS,
     ]

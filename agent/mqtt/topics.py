@@ -116,6 +116,10 @@ class Topics:
     def snapshot(self) -> str:
         return f"{self.base}/snapshot"
 
+    @property
+    def preview(self) -> str:
+        return f"{self.base}/preview"
+
     def reply(self, family: str, command: str) -> str:
         return f"{self.base}/reply/{family}/{command}" if command else f"{self.base}/reply/{family}"
 
