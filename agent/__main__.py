@@ -1,4 +1,4 @@
-"""CLI: maix-agent run | demo | check-config | print-config | models … | cmd | watch | infer."""
+"""CLI: maix-agent run | demo | console | check-config | print-config | models … | cmd | watch | infer."""
 
 from __future__ import annotations
 
@@ -258,6 +258,20 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return run_infer(args)
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    from agent.console.server import run_console
+
+    overrides: dict[str, Any] = {}
+    if args.host or args.port is not None:
+        overrides["console"] = {
+            **({"host": args.host} if args.host else {}),
+            **({"port": args.port} if args.port is not None else {}),
+        }
+    settings = _settings(args, **overrides)
+    _setup_logging(args.log_level or settings.log_level)
+    return run_console(settings)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -276,7 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--video", type=Path, default=None, help="video file (default: the shared VOT 'bag' video)")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.add_argument("--max-lines", type=int, default=None, help="stop after printing this many results")
+    d.add_argument("--stream", action="store_true", help="print every result and event (as maix-agent watch)")
+    d.add_argument("--no-console", action="store_true", help="do not start the console")
+    d.add_argument("--console-port", type=int, default=8321, help="the console's port (0 = any free port)")
     d.set_defaults(fn=cmd_demo)
+    co = sub.add_parser("console", help="serve the fleet console (a web page) as an MQTT client of the broker")
+    co.add_argument("--host", default=None, help="listen address (default console.host, 127.0.0.1)")
+    co.add_argument("--port", type=int, default=None, help="listen port (default console.port; 0 = any free port)")
+    co.set_defaults(fn=cmd_console)
     sub.add_parser("check-config", help="validate the config; print every error").set_defaults(fn=cmd_check_config)
     sub.add_parser("print-config", help="print the effective config (secrets masked)").set_defaults(fn=cmd_print_config)
 
@@ -322,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.cmd not in ("run", "demo"):
+    if args.cmd not in ("run", "demo", "console"):
         _setup_logging(args.log_level or "WARNING")
     try:
         return int(args.fn(args))

@@ -1,6 +1,6 @@
 """Run every benchmark against its named peer and print the results table (``make bench``).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only preprocess bank faces frame track pipelines agent]
+    .venv/bin/python benchmarks/run.py [--quick] [--only preprocess bank faces frame track pipelines agent preview]
                                        [--threads N]
 
 Each section runs its contenders alternately in the same process and reports medians (see the
@@ -30,11 +30,12 @@ from benchmarks import (
     bench_frame,
     bench_pipelines,
     bench_preprocess,
+    bench_preview,
     bench_track,
 )
 from benchmarks.common import RESULTS, Row, machine
 
-SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent")
+SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent", "preview")
 
 
 def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[str, Any]]:
@@ -52,6 +53,8 @@ def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[
         return bench_pipelines.run(15 if quick else 60, threads)
     if name == "agent":
         return bench_agent.run(200 if quick else 1000, 4.0 if quick else 10.0)
+    if name == "preview":
+        return bench_preview.run(4.0 if quick else 8.0, 2 if quick else 4)
     raise ValueError(name)
 
 

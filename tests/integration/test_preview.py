@@ -39,7 +39,7 @@ def test_preview_only_under_a_lease(make_agent: AgentFactory, client: TestClient
     first = _previews(client, topic)[0]
     assert {"v", "dev", "seq", "ts", "w", "h", "jpeg"} <= set(first) and (first["w"], first["h"]) == (640, 360)
     img = cv2.imdecode(np.frombuffer(first["jpeg"], np.uint8), cv2.IMREAD_COLOR)
-    assert img.shape == (180, 320, 3)
+    assert img is not None and img.shape == (180, 320, 3)
     with client._lock:
         result_seqs = {
             msgpack.unpackb(m.payload, raw=False)["seq"] for m in client.all if m.topic.endswith("/result/faces")

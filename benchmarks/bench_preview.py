@@ -1,0 +1,124 @@
+"""Benchmark: what the live view costs the agent.
+
+Run on demand:  .venv/bin/python benchmarks/bench_preview.py [--seconds S] [--rounds N]
+
+One agent in this process on a real mosquitto, all four pipelines on (faces, segmentation, the
+classifier with a learned class, a tracked target) on the looping short_hamilton_clip.mp4
+(640x360) played faster than the agent can keep up with, so the vision worker never waits for a
+frame. Windows of ``--seconds`` alternate (order shuffled per round, seeded): preview lease held at
+``preview.fps`` 5 and a subscriber receiving the JPEGs, versus no lease. Frame time = window
+length / frames processed in it; the figure is the median over rounds, and the bar is the added
+frame time with the preview on: <= 5 %.
+
+Writes benchmarks/results/preview.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.app import Agent
+from agent.mqtt.embedded import EmbeddedBroker
+from agent.settings import load_settings
+from benchmarks.common import EVAL, MODELS, Row, med, report
+from tests.mqtt_helpers import TestClient
+
+PREFIX = "benchpv"
+DEV = "cam"
+
+
+def _window(agent: Agent, seconds: float) -> float:
+    """Milliseconds per processed frame over one window."""
+    n0, t0 = agent.worker.processed, time.perf_counter()
+    time.sleep(seconds)
+    n1, t1 = agent.worker.processed, time.perf_counter()
+    return (t1 - t0) * 1e3 / max(1, n1 - n0)
+
+
+def run(seconds: float = 8.0, rounds: int = 4) -> tuple[list[Row], dict[str, Any]]:
+    video = EVAL / "faces" / "short_hamilton_clip.mp4"
+    broker = EmbeddedBroker().start()
+    client = TestClient(broker.port)
+    with tempfile.TemporaryDirectory() as state:
+        settings = load_settings(
+            None,
+            mqtt={"host": "127.0.0.1", "port": broker.port, "prefix": PREFIX},
+            device={"id": DEV},
+            storage={"dir": state},
+            models={"dir": MODELS},
+            source={"uri": f"video:{video}", "loop": True, "fps": 60},
+            pipelines={"faces": True, "segment": True, "classifier": True, "track": True},
+            preview={"fps": 5},
+            log_level="WARNING",
+        )
+        agent = Agent(settings)
+        try:
+            agent.start(connect_timeout=15)
+            client.subscribe(f"{PREFIX}/{DEV}/preview", f"{PREFIX}/{DEV}/reply/#")
+            deadline = time.monotonic() + 60
+            while agent.slot.latest is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for cmd, body in (
+                ("classifier/add_class", {"label": "stage"}),
+                ("track/start", {"box": [250, 60, 140, 170]}),
+            ):
+                reply = client.request(PREFIX, DEV, cmd, body, timeout=60)
+                assert reply["ok"], reply
+            time.sleep(3.0)  # warm-up: every model has run
+            times: dict[str, list[float]] = {"off": [], "on": []}
+            sent: list[int] = []
+            order = np.random.default_rng(0)
+            for _ in range(rounds):
+                for case in order.permutation(["off", "on"]):
+                    if case == "on":
+                        s0 = agent.preview.sent
+                        client.request(PREFIX, DEV, "preview/start", {"seconds": seconds + 5}, timeout=30)
+                        time.sleep(0.5)
+                        times["on"].append(_window(agent, seconds))
+                        sent.append(agent.preview.sent - s0)
+                        client.request(PREFIX, DEV, "preview/stop", {}, timeout=30)
+                    else:
+                        time.sleep(0.5)
+                        times["off"].append(_window(agent, seconds))
+        finally:
+            agent.stop()
+            client.close()
+            broker.cleanup()
+    off, on = med(times["off"]), med(times["on"])
+    added = (on - off) / off
+    fps = med([n / (seconds + 0.5) for n in sent])
+    row = Row(
+        "preview",
+        "live view at 5 fps, all four pipelines on: frame time with the preview vs without (median of windows)",
+        f"{on:.1f} ms",
+        f"{off:.1f} ms",
+        1 + added,
+        "<= 1.05x",
+        1 + added <= 1.05,
+        note=f"{added * 100:+.1f} % frame time; {fps:.1f} previews/s received; {rounds} rounds of {seconds:g} s",
+        data={"on_ms": times["on"], "off_ms": times["off"], "previews": sent},
+    )
+    return [row], {"on_ms": times["on"], "off_ms": times["off"], "previews": sent}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args()
+    rows, details = run(args.seconds, args.rounds)
+    report("preview", rows, details)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
