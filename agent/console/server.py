@@ -54,6 +54,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_name(host: str) -> str:
+    """The name part of a Host header: ``[::1]:8321`` → ``::1``, ``localhost:8321`` → ``localhost``."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def check_exposure(settings: Settings) -> None:
     c = settings.console
     if not is_loopback(c.host) and c.token is None:
@@ -73,7 +80,7 @@ class Console:
     def _host_ok(self, request: web.Request) -> bool:
         if self.token is not None:
             return True  # the session cookie is what protects a console with a token
-        host = (request.host or "").rsplit(":", 1)[0] if not (request.host or "").startswith("[") else "[::1]"
+        host = host_name(request.host or "")
         return is_loopback(host) or host == self.settings.console.host
 
     def _session_ok(self, request: web.Request) -> bool:

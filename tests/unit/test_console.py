@@ -8,19 +8,25 @@ import pytest
 
 from agent.console.fleet import Fleet
 from agent.console.requests import Cmd, Refused, check_command, parse
-from agent.console.server import check_exposure, is_loopback, ref_of
+from agent.console.server import check_exposure, host_name, is_loopback, ref_of
 from agent.errors import ConfigError
 from agent.settings import load_settings
 
 
 def test_a_console_off_loopback_needs_a_token() -> None:
     check_exposure(load_settings(None))  # 127.0.0.1 by default
-    with pytest.raises(ConfigError, match="console.token"):
+    with pytest.raises(ConfigError, match=r"console\.token"):
         check_exposure(load_settings(None, console={"host": "0.0.0.0"}))
     check_exposure(load_settings(None, console={"host": "0.0.0.0", "token": "long-enough-secret"}))
     with pytest.raises(ConfigError, match="at least 8"):
         load_settings(None, console={"token": "short"})
     assert is_loopback("127.0.0.2") and is_loopback("localhost") and not is_loopback("evil.example")
+    assert [host_name(h) for h in ("[::1]:8321", "localhost:80", "evil.example", "[fe80::1]")] == [
+        "::1",
+        "localhost",
+        "evil.example",
+        "fe80::1",
+    ]
 
 
 def _cmd(command: str, body: dict, **extra: object) -> Cmd:
