@@ -44,6 +44,7 @@ OFFERED = frozenset(
         "face/reject",
         "face/sample",
         "face/unknowns",
+        "face/dismiss",
         "infer",
     }
 )
@@ -52,19 +53,27 @@ OFFERED = frozenset(
 NEEDS_GRAB = frozenset({"track/start", "classifier/add_class", "infer"})
 
 
+EntryId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class _FaceReject(RequestModel):
     label: Label
     box: Box | None = None
     image: bytes | None = None
-    unknown_id: str | None = Field(None, max_length=128)
+    unknown_id: EntryId | None = None
 
 
 class _FaceSample(RequestModel):
-    id: str = Field(min_length=1, max_length=128)
+    sample: EntryId  # not `id`: that is every request's own id
 
 
 class _FaceUnknowns(RequestModel):
-    pass
+    crops: bool = False
+
+
+class _FaceDismiss(RequestModel):
+    unknown_id: EntryId | None = None
+    all: bool = False
 
 
 # The learning issue's contract (DESIGN §10), used only where the agent package lacks the command
@@ -73,6 +82,7 @@ CONTRACT: dict[str, type[RequestModel]] = {
     "face/reject": _FaceReject,
     "face/sample": _FaceSample,
     "face/unknowns": _FaceUnknowns,
+    "face/dismiss": _FaceDismiss,
 }
 
 

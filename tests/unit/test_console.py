@@ -48,7 +48,8 @@ def test_only_offered_and_valid_commands_pass() -> None:
         (_cmd("track/start", {"box": [1, 2, 3, 4]}), None, "grab it first"),
         (_cmd("face/rename", {"label": "a"}), None, "to"),
         (_cmd("pipelines/set", {"faces": "maybe"}), None, "faces"),
-        (_cmd("face/sample", {}), None, "id"),
+        (_cmd("face/sample", {}), None, "sample"),
+        (_cmd("face/sample", {"sample": "../etc"}), None, "sample"),
     ]
     for cmd, image, why in refused:
         with pytest.raises(Refused, match=why):

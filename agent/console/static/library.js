@@ -65,11 +65,12 @@ export class LibraryPage {
   }
 
   personCard(p) {
-    const samples = Array.isArray(p.samples) ? p.samples : [];
-    const count = Array.isArray(p.samples) ? p.samples.length : p.samples;
+    // face/list of the face library: sample_list [{id, added, origin, crop_bytes}]; older agents: a count
+    const samples = Array.isArray(p.sample_list) ? p.sample_list : Array.isArray(p.samples) ? p.samples : [];
+    const count = typeof p.samples === "number" ? p.samples : samples.length;
     const card = el("div", { className: "card person" });
     card.dataset.label = p.label;
-    const negatives = Array.isArray(p.negatives) ? p.negatives.length : p.negatives;
+    const negatives = typeof p.negatives === "number" ? p.negatives : (p.negative_list || []).length;
     card.append(
       el("h3", {}, p.label),
       el("div", { className: "muted" }, `${count} sample${count === 1 ? "" : "s"}${negatives ? ` · ${negatives} negative${negatives === 1 ? "" : "s"}` : ""}`),
@@ -89,7 +90,7 @@ export class LibraryPage {
     const img = el("img", { alt: `sample ${id}` });
     const wrap = el("div", { className: "thumb" }, img);
     wrap.dataset.sample = id;
-    this.cmd("face/sample", { id }).then((r) => {
+    this.cmd("face/sample", { sample: id }).then((r) => {
       const src = r.ok ? jpegSrc(r.data) : null;
       if (src) { img.src = src; img.className = "loaded"; }
       else img.title = r.error?.message ?? "no crop";
@@ -128,7 +129,7 @@ export class LibraryPage {
 
   // -- review queue ------------------------------------------------------------------------------------
   async review() {
-    const reply = await this.cmd("face/unknowns");
+    const reply = await this.cmd("face/unknowns", { crops: true });
     this.body.replaceChildren();
     if (!reply.ok) return this.error(reply);
     const items = reply.data.unknowns || reply.data.faces || [];
@@ -139,12 +140,13 @@ export class LibraryPage {
       card.dataset.id = u.id;
       const src = jpegSrc(u);
       if (src) card.append(el("img", { src, alt: `unknown ${u.id}`, className: "crop" }));
-      const when = u.ts ? new Date(u.ts * 1000).toLocaleString() : "";
+      const t = u.last_seen ?? u.created ?? u.ts;
+      const when = t ? new Date(t * 1000).toLocaleString() : "";
       const name = el("input", { type: "text", placeholder: "name" });
       const enrol = el("button", { textContent: "Enrol" });
       enrol.addEventListener("click", () => this.act("face/enrol", { label: name.value, unknown_id: u.id }));
       const dismiss = el("button", { className: "plain", textContent: "Dismiss" });
-      dismiss.addEventListener("click", () => card.remove());
+      dismiss.addEventListener("click", () => this.act("face/dismiss", { unknown_id: u.id }));
       card.append(el("div", { className: "muted" }, when), name, enrol, dismiss);
       cards.append(card);
     }
