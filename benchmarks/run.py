@@ -54,7 +54,7 @@ def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[
     if name == "agent":
         return bench_agent.run(200 if quick else 1000, 4.0 if quick else 10.0)
     if name == "preview":
-        return bench_preview.run(4.0 if quick else 8.0, 2 if quick else 4)
+        return bench_preview.run(4.0 if quick else 5.0, 2 if quick else 8)
     raise ValueError(name)
 
 
