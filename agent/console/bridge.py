@@ -106,9 +106,8 @@ class Bridge:
         self.leased: set[str] = set()
         self.counts = {"commands": 0, "refused": 0, "previews": 0}
         p = self.prefix
-        filters = [
-            f"{p}/+/{t}" for t in ("availability", "state", "result/#", "event/#", "reply/#", "preview", "snapshot")
-        ]
+        # the whole fleet's availability, state and replies; a camera's stream only while a page watches it
+        filters = {f"{p}/+/availability": 1, f"{p}/+/state": 1, f"{p}/+/reply/#": 1, f"{p}/+/snapshot": 0}
         client_id = settings.mqtt.client_id or f"maix-console-{uuid.uuid4().hex[:8]}"
         self.client = StreamClient(settings.mqtt, client_id, filters, self._from_network, self._status)
         self._lease_task: asyncio.Task[None] | None = None
@@ -223,10 +222,15 @@ class Bridge:
         return g, reply
 
     # -- live-view leases follow the pages ----------------------------------------------------------
+    def _stream(self, dev: str) -> list[str]:
+        return [f"{self.prefix}/{dev}/{t}" for t in ("result/#", "event/#", "preview")]
+
     def watch(self, peer: Peer, dev: str | None) -> None:
         old, peer.dev = peer.dev, dev
         if dev and dev not in self.leased:
             self.leased.add(dev)
+            for f in self._stream(dev):
+                self.client.subscribe(f, 0)
             self._publish_cmd(dev, "preview/start", {"seconds": self.lease})
         if old and old != dev:
             self._release(old)
@@ -241,6 +245,8 @@ class Bridge:
         if dev in self.leased and not self._watchers(dev):
             self.leased.discard(dev)
             self._publish_cmd(dev, "preview/stop", {})
+            for f in self._stream(dev):
+                self.client.unsubscribe(f)
 
     async def _renew_leases(self) -> None:
         while True:

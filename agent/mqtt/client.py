@@ -353,20 +353,22 @@ class SimpleClient:
 
 
 class StreamClient:
-    """A non-blocking client for long-lived controllers such as the console: subscribes to
-    ``filters`` on every (re)connect and hands each message to ``on_message`` on paho's network
-    thread (the sink must only enqueue); ``on_status(connected)`` follows the link."""
+    """A non-blocking client for long-lived controllers such as the console: subscribes to its
+    filters (``filters`` and those added by :meth:`subscribe`, each with its QoS) on every
+    (re)connect and hands each message to ``on_message`` on paho's network thread (the sink must
+    only enqueue); ``on_status(connected)`` follows the link."""
 
     def __init__(
         self,
         cfg: MqttSettings,
         client_id: str,
-        filters: list[str],
+        filters: dict[str, int],
         on_message: Callable[[Message], None],
         on_status: Callable[[bool], None] | None = None,
     ) -> None:
         self.cfg = cfg
-        self.filters = filters
+        self.filters = dict(filters)
+        self._lock = threading.Lock()
         self.on_message = on_message
         self.on_status = on_status
         self.connected = threading.Event()
@@ -388,8 +390,10 @@ class StreamClient:
                 client.disconnect()
             return
         self.error = None
-        if self.filters:
-            client.subscribe([(f, 0) for f in self.filters])
+        with self._lock:
+            subs = list(self.filters.items())
+        if subs:
+            client.subscribe(subs)
         self.connected.set()
         if self.on_status:
             self.on_status(True)
@@ -411,6 +415,19 @@ class StreamClient:
         except (OSError, ValueError) as exc:
             raise TransportError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
         self._client.loop_start()
+
+    def subscribe(self, filter_: str, qos: int = 0) -> None:
+        """Add a filter (now if connected, and on every reconnect)."""
+        with self._lock:
+            self.filters[filter_] = qos
+        if self.connected.is_set():
+            self._client.subscribe(filter_, qos)
+
+    def unsubscribe(self, filter_: str) -> None:
+        with self._lock:
+            self.filters.pop(filter_, None)
+        if self.connected.is_set():
+            self._client.unsubscribe(filter_)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, *, content_type: str | None = None) -> bool:
         """Queue a message; False when the client is not connected (nothing is sent later)."""
