@@ -218,9 +218,7 @@ def test_enrol_by_clicking_a_face_then_rename_and_forget(
     for _attempt in range(6):  # a still frame between two shots may show no face: try another
         page.mouse.click(*_canvas_point(page, x + w / 2, y + h / 2))  # freezes the view on a grabbed frame
         page.wait_for_function("window.maixConsole.page.frozen?.faces !== undefined", timeout=30_000)
-        if page.locator("#face-enrol").count():
-            break
-        if page.evaluate("window.maixConsole.page.frozen.faces.length"):  # the person moved: click them
+        if page.evaluate("window.maixConsole.page.frozen.faces.length"):  # click the largest face of the still frame
             still = page.evaluate(f"window.maixConsole.page.frozen.faces.reduce({largest})")
             x, y, w, h = still["box"]
             page.mouse.click(*_canvas_point(page, x + w / 2, y + h / 2))
@@ -231,11 +229,15 @@ def test_enrol_by_clicking_a_face_then_rename_and_forget(
     page.fill("#face-label", "Lin")
     page.click("#face-enrol")
     _answered(page, "face/enrol")
-    wait_until(
-        lambda: any(f["label"] == "Lin" for r in _results(mqtt, prefix, "faces")[-10:] for f in r["faces"]),
-        60,
-        "the next results name the enrolled face",
-    )
+    with mqtt._lock:
+        since = len(mqtt.all)
+
+    def named() -> bool:
+        with mqtt._lock:
+            new = [m for m in mqtt.all[since:] if m.topic == f"{prefix}/{DEV}/result/faces"]
+        return any(f["label"] == "Lin" for m in new for f in msgpack.unpackb(m.payload, raw=False)["faces"])
+
+    wait_until(named, 90, f"the next results name the face enrolled from {still['box']}")
     page.wait_for_function(
         "(window.maixConsole.page.current?.faces?.faces || []).some(f => f.label === 'Lin')", timeout=30_000
     )

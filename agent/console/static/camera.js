@@ -7,6 +7,7 @@ const SLIDERS = [
   ["face", "detect", 0, 1, 0.01],
   ["segment", "score", 0, 1, 0.01],
   ["track", "score", 0, 1.01, 0.01],
+  ["classifier", "min_similarity", 0, 1, 0.01],
   ["classifier", "max_distance", 1, 40, 0.5],
 ];
 
