@@ -74,18 +74,18 @@ class Grabbed:
     h: int
 
 
-def crop_jpeg(jpeg: bytes, box: list[float], margin: float = 0.6) -> bytes:
-    """The part of a JPEG around ``box`` (grown by ``margin`` of its size each side), as JPEG."""
+def hide_boxes(jpeg: bytes, boxes: list[list[float]]) -> bytes:
+    """The JPEG with ``boxes`` (frame pixels) filled grey: what is left is the face meant."""
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("the grabbed frame cannot be decoded")
-    x, y, w, h = box
     ih, iw = img.shape[:2]
-    x0, y0 = max(0, int(x - margin * w)), max(0, int(y - margin * h))
-    x1, y1 = min(iw, int(x + w + margin * w)), min(ih, int(y + h + margin * h))
-    if x1 - x0 < 8 or y1 - y0 < 8:
-        raise ValueError(f"crop {box} lies outside the {iw}x{ih} frame")
-    ok, buf = cv2.imencode(".jpg", img[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    for x, y, w, h in boxes:
+        x0, y0 = max(0, int(x)), max(0, int(y))
+        x1, y1 = min(iw, int(x + w + 1)), min(ih, int(y + h + 1))
+        if x1 > x0 and y1 > y0:
+            img[y0:y1, x0:x1] = 127
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes()

@@ -5,7 +5,9 @@ are refused with a clear error). A command must be one the console offers and it
 the agent's own request model for that command (the public contract) — or, for commands of the
 learning issue's face library that this build of the agent package may not know yet, the
 contract's shape as written in DESIGN §10. The browser never sends image bytes: images come from
-frames the console grabbed itself (``grab``), cropped on the server when a face was clicked.
+frames the console grabbed itself (``grab``); for a clicked face the other faces of that frame are
+greyed out on the server, so ``face/enrol``'s "largest face" is the one clicked, at the scale the
+detector saw it.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class Cmd(Strict):
     command: str = Field(max_length=64)
     body: dict[str, Any] = Field(default_factory=dict)
     grab: str | None = Field(None, max_length=64)  # a frame grabbed by the console: the command's image
-    crop: Box | None = None  # with grab: send only this part of it (a clicked face, with a margin)
+    hide: list[Box] | None = Field(None, max_length=64)  # with grab: grey out these boxes (the faces not meant)
 
 
 Incoming = TypeAdapter(Annotated[Watch | Grab | Cmd, Field(discriminator="type")])

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agent.console.bridge import Bridge, Peer, crop_jpeg, to_json
+from agent.console.bridge import Bridge, Peer, hide_boxes, to_json
 from agent.console.requests import Cmd, Grab, Refused, Watch, check_command, parse
 from agent.errors import ConfigError
 from agent.settings import Settings
@@ -217,18 +217,18 @@ class Console:
 
     def _image(self, req: Cmd) -> bytes | None:
         if req.grab is None:
-            if req.crop is not None:
-                raise Refused("crop: needs a grab")
+            if req.hide:
+                raise Refused("hide: needs a grab")
             return None
         grabbed = self.bridge.grabs.get(req.grab)
         if grabbed is None or grabbed.dev != req.dev:
             raise Refused("grab: that frame is no longer held; grab again")
-        if req.crop is None:
+        if not req.hide:
             return grabbed.jpeg
         try:
-            return crop_jpeg(grabbed.jpeg, req.crop)
+            return hide_boxes(grabbed.jpeg, req.hide)
         except ValueError as exc:
-            raise Refused(f"crop: {exc}") from None
+            raise Refused(f"hide: {exc}") from None
 
 
 def ref_of(text: str) -> int | None:

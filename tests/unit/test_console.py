@@ -77,3 +77,18 @@ def test_fleet_tracks_availability_and_state() -> None:
     assert cam["online"] and cam["fps"] == 4.5 and cam["pipelines"] == {"faces": True}
     fleet.update("cam1", "availability", b"offline")
     assert not fleet.list()[0]["online"]
+
+
+def test_hide_boxes_greys_out_the_faces_not_meant() -> None:
+    import cv2
+    import numpy as np
+
+    from agent.console.bridge import hide_boxes
+
+    img = np.full((60, 80, 3), 255, np.uint8)
+    out = cv2.imdecode(
+        np.frombuffer(hide_boxes(cv2.imencode(".png", img)[1].tobytes(), [[10, 10, 20, 20]]), np.uint8), 1
+    )
+    assert abs(int(out[20, 20, 0]) - 127) < 6 and out[50, 70, 0] > 245  # inside greyed, outside untouched
+    with pytest.raises(ValueError):
+        hide_boxes(b"not an image", [[0, 0, 1, 1]])

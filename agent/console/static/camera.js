@@ -265,11 +265,12 @@ export class CameraPage {
     this.repaintFrozen();
     const name = el("input", { type: "text", id: "face-label", placeholder: "name" });
     const enrol = el("button", { id: "face-enrol", textContent: "This is…" });
-    enrol.addEventListener("click", () => this.act("face/enrol", { label: name.value, pick: "largest" }, face.box));
+    const others = f.faces.filter((c) => c !== face).map((c) => c.box);
+    enrol.addEventListener("click", () => this.act("face/enrol", { label: name.value, pick: "largest" }, others));
     const parts = [el("h3", {}, `Face: ${face.label ?? "unknown"}`), name, enrol];
     if (face.label && face.label !== "unknown") {
       const not = el("button", { id: "face-reject", className: "danger", textContent: `Not ${face.label}` });
-      not.addEventListener("click", () => this.act("face/reject", { label: face.label }, face.box));
+      not.addEventListener("click", () => this.act("face/reject", { label: face.label, box: face.box }));
       parts.push(not);
     }
     this.showTeach(parts);
@@ -293,11 +294,12 @@ export class CameraPage {
     this.teach.hidden = false;
   }
 
-  async act(command, body, crop) {
+  // A command on the frozen frame; `hide`: boxes greyed out first (the faces not meant).
+  async act(command, body, hide) {
     while (this.frozen && !this.frozen.grab) await new Promise((r) => setTimeout(r, 50));
     if (!this.frozen) return;
     const extra = { grab: this.frozen.grab };
-    if (crop) extra.crop = crop;
+    if (hide && hide.length) extra.hide = hide;
     const reply = this.ctx.shown(command, await this.cmd(command, body, extra));
     this.replyBox.textContent = reply.ok ? `${command}: ok` : `${command}: ${reply.error.message}`;
     this.replyBox.className = reply.ok ? "" : "error";
