@@ -246,6 +246,8 @@ def test_enrol_by_clicking_a_face_then_rename_and_forget(
     page.goto(f"{console.url}#/library/{DEV}")
     card = page.locator(".card.person[data-label='Lin']")
     card.wait_for(timeout=15_000)
+    card.locator(".thumb img.loaded").first.wait_for(timeout=15_000)  # the sample's crop (face/sample)
+    assert card.locator(".thumb img.loaded").first.get_attribute("src").startswith("data:image/jpeg;base64,/9j/")
     page.screenshot(path=str(artifacts / "library-faces.png"))
     card.locator(".rename-to").fill("Lin-Manuel")
     card.locator(".rename").click()
