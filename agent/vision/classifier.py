@@ -267,13 +267,18 @@ class SelfLearnClassifier:
 
     def distances(self, vecs: np.ndarray) -> np.ndarray:
         """(N, D) or (D,) → (N, C) class distances as ``classify`` ranks them."""
+        x = self._queries(vecs)
+        if not self._labels:
+            return np.zeros((x.shape[0], 0))
+        return self._class_distances(x, self._current())
+
+    def _queries(self, vecs: np.ndarray) -> np.ndarray:
+        """(N, D) or (D,) → (N, D) float32 queries, checked against the bank's dim."""
         x = np.asarray(vecs, dtype=np.float32)
         x = x[None] if x.ndim == 1 else x
         if x.ndim != 2 or (self.dim is not None and x.shape[1] != self.dim):
             raise ValueError(f"features of shape {np.shape(vecs)} do not match dim {self.dim}")
-        if not self._labels:
-            return np.zeros((x.shape[0], 0))
-        return self._class_distances(x, self._current())
+        return x
 
     def _current(self) -> _Index:
         if self._cache is None:
@@ -282,10 +287,7 @@ class SelfLearnClassifier:
 
     def similarities(self, vecs: np.ndarray) -> np.ndarray:
         """(N, D) or (D,) → (N, C) the policy space's class similarities (see class_policy)."""
-        x = np.asarray(vecs, dtype=np.float32)
-        x = x[None] if x.ndim == 1 else x
-        if x.ndim != 2 or (self.dim is not None and x.shape[1] != self.dim):
-            raise ValueError(f"features of shape {np.shape(vecs)} do not match dim {self.dim}")
+        x = self._queries(vecs)
         if not self._labels:
             return np.zeros((x.shape[0], 0))
         return self._current().space.similarities(x)
