@@ -114,7 +114,8 @@ class Agent:
         self.worker = VisionWorker(
             self.slot,
             self.engine,
-            self._emit_result,
+            self._publish_result,
+            observe=self._observe_result,
             device_id=self.device_id,
             max_pixels=settings.limits.image_pixels,
             mode=settings.performance.mode,
@@ -187,8 +188,10 @@ class Agent:
         if self.link is not None:
             self.link.publish(topic, payload, qos, retain, **kw)
 
-    def _emit_result(self, kind: str, msg: dict[str, Any]) -> None:
-        self._publish(self.topics.result(kind), codec.encode(msg, "msgpack"), 0, False)
+    def _publish_result(self, kind: str, payload: bytes) -> None:
+        self._publish(self.topics.result(kind), payload, 0, False)
+
+    def _observe_result(self, kind: str, msg: dict[str, Any]) -> None:
         events = self.events.feed(kind, msg)
         self._emit_events(events)
         self.ha.on_result(kind, msg, events, self.events.present())
@@ -289,6 +292,7 @@ class Agent:
             },
             **self.fleet_sync.state(),
             "pipeline_ms": dict(self.engine.timings_ms),
+            "stages_ms": self.worker.times.medians_ms(),
             "pipeline_errors": self.engine.errors,
             "track": {"active": self.track.active, **(self.track.last or {})},
             "models_loaded": self.loader.loaded(),

@@ -24,9 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
+from agent.mqtt import codec
 from agent.sources.base import Frame, FrameSlot, Latest
+from agent.stage_times import StageTimes
 from agent.vision.decode import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
@@ -95,8 +98,9 @@ class VisionWorker:
         self,
         slot: FrameSlot,
         processor: FrameProcessor | None,
-        emit: Callable[[str, dict[str, Any]], None],
+        publish: Callable[[str, bytes], None],
         *,
+        observe: Callable[[str, dict[str, Any]], None] | None = None,
         device_id: str,
         max_pixels: int,
         mode: Literal["latency", "throughput"] = "latency",
@@ -104,7 +108,9 @@ class VisionWorker:
     ) -> None:
         self.slot = slot
         self.processor = processor
-        self.emit = emit
+        self.publish = publish  # (kind, msgpack payload): the result leaves the agent
+        self.observe = observe or (lambda _kind, _msg: None)  # events, Home Assistant mirrors
+        self.times = StageTimes()
         self.device_id = device_id
         self.max_pixels = max_pixels
         # lanes need a processor that runs one pipeline at a time (the Engine)
@@ -155,17 +161,22 @@ class VisionWorker:
     # -- decode stage -----------------------------------------------------------------------
 
     def _decode(self, frame: Frame) -> Frame | None:
-        """The frame with its image decoded (None for a bad frame, counted and logged)."""
-        if frame.image is None and frame.data is not None:
+        """The frame decoded, once (None for a bad frame, counted and logged), with its decode
+        and slot wait times; the slot's ``latest`` for commands."""
+        taken = time.perf_counter()
+        image, decode_s = frame.image, 0.0
+        if image is None and frame.data is not None:
             try:
                 image = decode_image(frame.data, self.max_pixels)
             except ImageDecodeError as exc:
                 self.bad_frames += 1
                 log.warning("frame %d dropped: %s", frame.seq, exc)
                 return None
-            frame = Frame(image, frame.seq, frame.ts, None, frame.meta)
-        if frame.image is None:
+            decode_s = time.perf_counter() - taken
+        if image is None:
             return None
+        waited = taken - frame.arrived if frame.arrived else 0.0
+        frame = replace(frame, image=image, data=None, decode_s=decode_s, waited_s=waited, ready=time.perf_counter())
         self.slot.mark_latest(frame)
         return frame
 
@@ -212,23 +223,40 @@ class VisionWorker:
             self._close()
 
     def step(self, frame: Frame) -> None:
-        """Decode (when needed) and process one frame now, publishing its results."""
-        decoded = self._decode(frame)
+        """Process one frame now (decoding it first when it still needs it), publishing its results."""
+        decoded = frame if frame.image is not None and frame.ready else self._decode(frame)
         if decoded is None:
             return
         self.processed += 1
         if self.processor is None:
             return
-        self._publish(decoded, self.processor.process(decoded))
+        started = time.perf_counter()
+        results = self.processor.process(decoded)
+        self._publish(decoded, results, started, time.perf_counter() - started)
 
-    def _publish(self, frame: Frame, results: dict[str, dict[str, Any]]) -> None:
+    def _publish(self, frame: Frame, results: dict[str, dict[str, Any]], started: float, pipeline_s: float) -> None:
+        """Encode and publish a frame's results, then hand them to ``observe``; records the
+        frame's stage times."""
         assert frame.image is not None
         h, w = frame.image.shape[:2]
+        encode_s = publish_s = 0.0
+        out: list[tuple[str, dict[str, Any]]] = []
         for kind, body in results.items():
             msg = {"v": SCHEMA, "dev": self.device_id, "seq": frame.seq, "ts": frame.ts, "w": w, "h": h, **body}
             if "seq" in frame.meta:
                 msg["frame_seq"] = frame.meta["seq"]
-            self.emit(kind, msg)
+            t0 = time.perf_counter()
+            payload = codec.encode(msg, "msgpack")
+            t1 = time.perf_counter()
+            self.publish(kind, payload)
+            encode_s += t1 - t0
+            publish_s += time.perf_counter() - t1
+            out.append((kind, msg))
+        if out:
+            queue_s = frame.waited_s + (started - frame.ready if frame.ready else 0.0)
+            self.times.record(frame.decode_s, queue_s, pipeline_s, encode_s, publish_s)
+        for kind, msg in out:  # events, Home Assistant: after the results are out
+            self.observe(kind, msg)
 
     # -- throughput mode ----------------------------------------------------------------------
 
@@ -271,7 +299,7 @@ class VisionWorker:
             return
         ms = (time.perf_counter() - t0) * 1000
         if body is not None:
-            self._publish(frame, {kind: body})
+            self._publish(frame, {kind: body}, t0, ms / 1000)
         with self._lock:
             rate = self._rates[kind]
             rate.tick()

@@ -22,6 +22,11 @@ class Frame:
     ts: float
     data: bytes | None = None  # encoded JPEG/PNG (pushed frames are decoded by the worker)
     meta: dict[str, str] = field(default_factory=dict)
+    # stage times (agent/stage_times.py), time.perf_counter() values and seconds
+    arrived: float = 0.0  # when the frame entered the slot
+    ready: float = 0.0  # when the decode stage handed it on (decoded)
+    decode_s: float = 0.0  # decoding the JPEG/PNG it came as
+    waited_s: float = 0.0  # in the slot before the decode stage took it
 
 
 class Latest:
@@ -71,7 +76,7 @@ class FrameSlot(Latest):
     def put(self, image: np.ndarray | None, *, data: bytes | None = None, meta: dict[str, str] | None = None) -> Frame:
         with self._cond:  # an RLock: put_frame takes it again
             self._seq += 1
-            frame = Frame(image, self._seq, time.time(), data, meta or {})
+            frame = Frame(image, self._seq, time.time(), data, meta or {}, time.perf_counter())
             self.frames_in += 1
             self.put_frame(frame)
             return frame
