@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -19,6 +19,7 @@ from agent.settings import PipelinesSettings, Settings, Thresholds, format_error
 from agent.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +56,17 @@ class Controls:
                 log.error("ignoring saved controls in %s: %s", self.path, "; ".join(format_errors(exc)))
         self.thresholds = Thresholds.model_validate(thresholds)
         self.pipelines = PipelinesSettings.model_validate(pipelines)
+
+    def threshold(self, model: type[T]) -> T:
+        """The live thresholds of one pipeline (the section its model names)."""
+        value = getattr(self.thresholds, getattr(model, "section"))  # noqa: B009 (a ClassVar)
+        if not isinstance(value, model):
+            raise TypeError(f"thresholds.{model.section} is not a {model.__name__}")
+        return value
+
+    def enabled(self, name: str) -> bool:
+        """Whether pipelines.{name} is on."""
+        return bool(getattr(self.pipelines, name))
 
     def _save(self) -> None:
         write_json(self.path, {"thresholds": self.thresholds.model_dump(), "pipelines": self.pipelines.model_dump()})

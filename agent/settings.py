@@ -12,9 +12,9 @@ import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,44 +23,13 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigError
+from agent.mqtt.settings import MqttSettings
+from agent.pipelines.registry import PIPELINES
+from agent.sections import Section, format_errors, topic_prefix
+from agent.sources.settings import SourceSettings
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _yaml_file: ContextVar[Path | None] = ContextVar("maix_agent_yaml_file", default=None)
-
-
-def topic_prefix(v: str) -> str:
-    """A topic prefix: non-empty, no wildcards, no leading or trailing '/'."""
-    if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
-        raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
-    return v
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TlsSettings(Section):
-    ca: Path | None = Field(None, description="CA certificate file (PEM) that signed the broker's certificate")
-    cert: Path | None = Field(None, description="client certificate (PEM), for brokers that require one")
-    key: Path | None = Field(None, description="client private key (PEM)")
-    insecure: bool = Field(False, description="skip broker hostname/cert verification (self-signed; warns)")
-
-
-class MqttSettings(Section):
-    host: str = Field("localhost", description="broker host; `embedded` starts a private mosquitto")
-    port: int = Field(1883, ge=0, le=65535, description="broker port (0 with `embedded` = any free port)")
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsSettings | None = Field(None, description="TLS to the broker; omit for plain TCP")
-    client_id: str | None = Field(None, description="MQTT client id (default: maix-agent-{device.id})")
-    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive seconds")
-    prefix: str = Field("maix", description="topic prefix")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
-    qos: int = Field(1, ge=0, le=1, description="QoS of replies and results")
-    reconnect_min: float = Field(1.0, gt=0, description="first reconnect delay, seconds")
-    reconnect_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
-
-    _prefix = field_validator("prefix")(topic_prefix)
 
 
 def default_device_id() -> str:
@@ -78,24 +47,6 @@ class DeviceSettings(Section):
     def _ident(cls, v: str) -> str:
         if not ID_RE.match(v):
             raise ValueError("must be 1-64 characters of [A-Za-z0-9_-]")
-        return v
-
-
-class SourceSettings(Section):
-    uri: str = Field("none", description="video:PATH | images:DIR | camera:N | /dev/videoN | rtsp://… | mqtt | none")
-    loop: bool = Field(True, description="restart a video file / image folder at its end")
-    fps: float | None = Field(None, gt=0, description="pace file sources to this rate (default: the file's own rate)")
-    retry_min: float = Field(1.0, gt=0, description="first retry delay after a source failure, seconds")
-    retry_max: float = Field(30.0, gt=0, description="longest retry delay, seconds")
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        ok = v in ("none", "mqtt") or v.startswith(
-            ("video:", "images:", "camera:", "/dev/video", "rtsp://", "rtsps://", "http://", "https://")
-        )
-        if not ok:
-            raise ValueError("must be video:PATH, images:DIR, camera:N, /dev/videoN, rtsp://…, mqtt or none")
         return v
 
 
@@ -121,37 +72,24 @@ class ModelsSettings(Section):
     tracker: Literal["nanotrack_v2", "nanotrack_v3"] = Field("nanotrack_v2", description="tracker model pair")
 
 
-class PipelinesSettings(Section):
-    classifier: bool = Field(False, description="classify every frame")
-    faces: bool = Field(True, description="detect and recognise faces on every frame")
-    segment: bool = Field(False, description="instance segmentation on every frame")
-    track: bool = Field(True, description="track the target once track/start has been sent")
+def _pipelines_model() -> type[Section]:
+    """``pipelines``: one switch per pipeline of the registry."""
+    fields: dict[str, Any] = {p.name: (bool, Field(p.enabled, description=p.about)) for p in PIPELINES}
+    return create_model("PipelinesSettings", __base__=Section, **fields)
 
 
-class FaceThresholds(Section):
-    match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
-    detect: float = Field(0.6, ge=0, le=1, description="face detector score threshold")
-    nms: float = Field(0.4, ge=0, le=1, description="face detector NMS IoU")
+def _thresholds_model() -> type[Section]:
+    """``thresholds``: one section per pipeline of the registry (its thresholds model)."""
+    fields: dict[str, Any] = {p.section: (p.thresholds, Field(default_factory=p.thresholds)) for p in PIPELINES}
+    return create_model("Thresholds", __base__=Section, **fields)
 
 
-class SegmentThresholds(Section):
-    score: float = Field(0.4, ge=0, le=1, description="object score threshold")
-    iou: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold")
-
-
-class TrackThresholds(Section):
-    score: float = Field(0.9, ge=0, le=1.01, description="tracker state moves only when score ≥ this (MaixPy)")
-
-
-class ClassifierThresholds(Section):
-    max_distance: float = Field(14.0, gt=0, description="L2 distance beyond which a frame is `unknown` (MobileNetV2)")
-
-
-class Thresholds(Section):
-    face: FaceThresholds = Field(default_factory=FaceThresholds)  # type: ignore[arg-type]
-    segment: SegmentThresholds = Field(default_factory=SegmentThresholds)  # type: ignore[arg-type]
-    track: TrackThresholds = Field(default_factory=TrackThresholds)  # type: ignore[arg-type]
-    classifier: ClassifierThresholds = Field(default_factory=ClassifierThresholds)  # type: ignore[arg-type]
+if TYPE_CHECKING:  # built from the registry at import; typed access goes through Controls
+    PipelinesSettings = Section
+    Thresholds = Section
+else:
+    PipelinesSettings = _pipelines_model()
+    Thresholds = _thresholds_model()
 
 
 class StorageSettings(Section):
@@ -248,8 +186,8 @@ class Settings(BaseSettings):
     device: DeviceSettings = Field(default_factory=DeviceSettings)  # type: ignore[arg-type]
     source: SourceSettings = Field(default_factory=SourceSettings)  # type: ignore[arg-type]
     models: ModelsSettings = Field(default_factory=ModelsSettings)  # type: ignore[arg-type]
-    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)  # type: ignore[arg-type]
-    thresholds: Thresholds = Field(default_factory=Thresholds)  # type: ignore[arg-type]
+    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)  # type: ignore[arg-type]
@@ -304,15 +242,6 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    """One line per error: ``path.to.key: message``."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"{loc}: {err['msg']}")
-    return lines
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

@@ -27,7 +27,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
 from agent.mqtt import codec
+from agent.pipelines.registry import PIPELINES
 from agent.sources.base import Frame, FrameSlot, Latest
 from agent.stage_times import StageTimes
 from agent.vision.decode import ImageDecodeError, decode_image
@@ -35,13 +38,30 @@ from agent.vision.decode import ImageDecodeError, decode_image
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
-LANES = ("classify", "faces", "segments", "track")
+LANES = tuple(p.kind for p in PIPELINES)
+SEQUENTIAL = frozenset(p.kind for p in PIPELINES if p.sequential)  # one lane thread: every frame needs the last
 
 
 class FrameProcessor(Protocol):
+    """The engine as the worker drives it (agent/pipelines/engine.py)."""
+
     def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
         """Results by kind (``classify``, ``faces``, ``segments``, ``track``) for one frame."""
         ...
+
+    def wanted(self) -> list[str]:
+        """The kinds to compute for a live frame now."""
+        ...
+
+    def prepare(self, kind: str, image: np.ndarray) -> Any:
+        """The stateless part of one pipeline on a live frame (frames side by side)."""
+        ...
+
+    def finish(self, prepared: Any) -> dict[str, Any] | None:
+        """The rest, in frame order: the result body or None."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class _InOrder:
@@ -113,8 +133,7 @@ class VisionWorker:
         self.times = StageTimes()
         self.device_id = device_id
         self.max_pixels = max_pixels
-        # lanes need a processor that runs one pipeline at a time (the Engine)
-        self.mode = mode if hasattr(processor, "prepare") else "latency"
+        self.mode = mode if processor is not None else "latency"
         self.parallel = max(1, parallel)
         self.processed = 0
         self.errors = 0
@@ -142,7 +161,7 @@ class VisionWorker:
                 self._lanes[kind] = Latest()
                 self._rates[kind] = _Rate()
                 self._order[kind] = _InOrder()
-                n = 1 if kind == "track" else self.parallel
+                n = 1 if kind in SEQUENTIAL else self.parallel
                 threads += [
                     threading.Thread(
                         target=self._lane_loop,
@@ -280,8 +299,8 @@ class VisionWorker:
                 self._close()
 
     def _lane_step(self, kind: str, frame: Frame, stop: threading.Event) -> None:
-        processor: Any = self.processor
-        assert frame.image is not None
+        processor = self.processor
+        assert frame.image is not None and processor is not None
         if kind not in processor.wanted():
             with self._lock:
                 self.lane_fps.pop(kind, None)
@@ -309,6 +328,5 @@ class VisionWorker:
             self.fps = min(active) if active else 0.0
 
     def _close(self) -> None:
-        close = getattr(self.processor, "close", None)
-        if callable(close):
-            close()
+        if self.processor is not None:
+            self.processor.close()

@@ -92,7 +92,7 @@ def convergence(source: Agent, others: list[Agent], trials: int) -> dict[str, fl
             now = time.perf_counter()
             with lock:
                 for eid, per in arrived.items():
-                    if id(agent) not in per and agent.face_bank.entries.get(eid) is not None:
+                    if id(agent) not in per and agent.services.banks["faces"].entries.get(eid) is not None:
                         per[id(agent)] = now
 
         return on_change

@@ -42,11 +42,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from agent.app import Agent  # noqa: E402
-from agent.commands import all_commands  # noqa: E402
 from agent.commands.base import Command  # noqa: E402
 from agent.homeassistant.discovery import BUTTONS, PIPELINE_NAMES, THRESHOLD_NUMBERS  # noqa: E402
 from agent.mqtt.client import SimpleClient  # noqa: E402
 from agent.mqtt.topics import Message  # noqa: E402
+from agent.pipelines.classifier import ClassifierService  # noqa: E402
+from agent.pipelines.registry import all_commands  # noqa: E402
 from agent.settings import MqttSettings, Thresholds  # noqa: E402
 
 FLEET_KEY = "fuzz-fleet-key"
@@ -392,7 +393,11 @@ class Fuzzer:
 
     def snapshot(self) -> tuple[bytes, ...]:
         """What invalid input must never change: the bank files and the classifier samples."""
-        paths = [self.agent.face_bank.path, self.agent.class_bank.path, self.agent.classifier.samples_path]
+        paths = [
+            self.agent.services.banks["faces"].path,
+            self.agent.services.banks["classes"].path,
+            self.agent.services.get(ClassifierService).samples_path,
+        ]
         return tuple(p.read_bytes() if p.exists() else b"" for p in paths)
 
     def _wait_reply(self, corr: bytes) -> Message:
@@ -464,7 +469,7 @@ class Fuzzer:
         if self._over():
             return
         self.found.inputs["bank"] += 1
-        model = (self.agent.face_bank if bank == "faces" else self.agent.class_bank).model
+        model = (self.agent.services.banks["faces"] if bank == "faces" else self.agent.services.banks["classes"]).model
         self.client.publish(f"{self.prefix}/fleet/{self.fleet}/bank/{bank}/{model}/{entry}", payload, qos=1)
 
     def ha(self, path: str, payload: bytes) -> None:

@@ -268,13 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         agent = make_agent(work, broker.port)
         enrol(client)
         deadline = time.monotonic() + 60
-        while LABEL not in agent.face_bank.labels():
+        while LABEL not in agent.services.banks["faces"].labels():
             if time.monotonic() > deadline:
                 print("FAIL: the face was not enrolled")
                 return 1
             time.sleep(0.1)
         info = DeviceInfo(DEV, "Porch camera", "")
-        expected = discovery(info, HaTopics(DISCOVERY, f"{PREFIX}/{DEV}"), agent.face_bank.labels())
+        expected = discovery(info, HaTopics(DISCOVERY, f"{PREFIX}/{DEV}"), agent.services.banks["faces"].labels())
         entity_ids = {f"{d.component}.{DEV}_{d.key}" for d in expected}
         print(f"agent up; expecting {len(entity_ids)} entities; starting Home Assistant ({args.hass})")
         log_path = cfg / "home-assistant.log"

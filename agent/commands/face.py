@@ -9,6 +9,7 @@ from agent.commands.context import Context
 from agent.commands.frames import image_for
 from agent.commands.labels import Label
 from agent.errors import CommandError
+from agent.pipelines.faces import FaceService
 
 
 class Enrol(RequestModel):
@@ -32,25 +33,25 @@ def enrol(req: Enrol, ctx: Context) -> dict[str, Any]:
     if req.label is None and req.pick == "largest":
         raise CommandError("bad_request", "label: required with pick=largest")
     image = image_for(req.image, ctx)
-    return ctx.service("faces").enrol(image, req.label, req.pick)  # type: ignore[no-any-return]
+    return ctx.service(FaceService).enrol(image, req.label, req.pick)
 
 
 @command("face", "forget", ByLabel)
 def forget(req: ByLabel, ctx: Context) -> dict[str, Any]:
     """Forget every sample of a person, on every camera of the fleet."""
-    return ctx.service("faces").forget(req.label)  # type: ignore[no-any-return]
+    return ctx.service(FaceService).forget(req.label)
 
 
 @command("face", "rename", Rename)
 def rename(req: Rename, ctx: Context) -> dict[str, Any]:
     """Give an enrolled person a new label."""
-    return ctx.service("faces").rename(req.label, req.to)  # type: ignore[no-any-return]
+    return ctx.service(FaceService).rename(req.label, req.to)
 
 
 @command("face", "list")
 def list_faces(_req: Any, ctx: Context) -> dict[str, Any]:
     """Enrolled people with their sample counts, in class-id order."""
-    return ctx.service("faces").list()  # type: ignore[no-any-return]
+    return ctx.service(FaceService).list()
 
 
 COMMANDS = [enrol, forget, rename, list_faces]

@@ -19,7 +19,7 @@ class Infer(RequestModel):
 def infer(req: Infer, ctx: Context) -> dict[str, Any]:
     """The pipeline's result map for this image, same schema as the result topics."""
     image = image_for(req.image, ctx)
-    body = ctx.service("engine").infer(req.pipeline, image)
+    body = ctx.engine.infer(req.pipeline, image)
     h, w = image.shape[:2]
     return {"v": 1, "dev": ctx.device_id, "seq": 0, "ts": time.time(), "w": w, "h": h, **body}
 

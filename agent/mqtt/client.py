@@ -27,8 +27,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import TransportError
+from agent.mqtt.settings import MqttSettings
 from agent.mqtt.topics import Message, Route, TopicRegistry
-from agent.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

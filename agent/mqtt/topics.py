@@ -116,6 +116,25 @@ class Topics:
     def snapshot(self) -> str:
         return f"{self.base}/snapshot"
 
+    @property
+    def everything(self) -> str:
+        return f"{self.base}/#"
+
+    @property
+    def results(self) -> str:
+        return f"{self.base}/result/#"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/event/#"
+
+    def command(self, family: str, command: str) -> str:
+        return f"{self.base}/cmd/{family}/{command}" if command else f"{self.base}/cmd/{family}"
+
+    def fleet_command(self, family: str, command: str) -> str:
+        base = f"{self.prefix}/fleet/{self.fleet}/cmd"
+        return f"{base}/{family}/{command}" if command else f"{base}/{family}"
+
     def reply(self, family: str, command: str) -> str:
         return f"{self.base}/reply/{family}/{command}" if command else f"{self.base}/reply/{family}"
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 import numpy as np
+from pydantic import Field
 
 from agent.bank.store import EntryBank
-from agent.controls import Controls
 from agent.errors import CommandError
+from agent.pipelines.live import Build, LiveThresholds
 from agent.pipelines.loader import ModelLoader
+from agent.sections import Section
 from agent.storage import atomic_write, move_aside
 from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor
@@ -29,8 +31,15 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 10_000
 
 
+class ClassifierThresholds(Section):
+    section: ClassVar[str] = "classifier"
+    max_distance: float = Field(14.0, gt=0, description="L2 distance beyond which a frame is `unknown` (MobileNetV2)")
+
+
 class ClassifierService:
-    def __init__(self, loader: ModelLoader, model: str, bank: EntryBank, controls: Controls, state_dir: Path) -> None:
+    def __init__(
+        self, loader: ModelLoader, model: str, bank: EntryBank, controls: LiveThresholds, state_dir: Path
+    ) -> None:
         self.loader = loader
         self.model_name = model
         self.bank = bank
@@ -43,6 +52,22 @@ class ClassifierService:
         self._samples_version = 0
         self._built: tuple[int, int, SelfLearnClassifier] | None = None
         self._load_samples()
+
+    @classmethod
+    def build(cls, b: Build) -> ClassifierService:
+        return cls(b.loader, b.models.features, b.bank, b.controls, b.state_dir)
+
+    def warm_up(self) -> None:
+        _ = self.extractor
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def prepare(self, image: np.ndarray) -> dict[str, Any]:
+        return self.classify(image)
+
+    def finish(self, work: dict[str, Any], *, live: bool) -> dict[str, Any]:
+        return work
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -85,7 +110,7 @@ class ClassifierService:
         with self._lock:
             key = (self.bank.version, self._samples_version)
             if self._built is None or self._built[:2] != key:
-                clf = SelfLearnClassifier(self.bank.dim, self.controls.thresholds.classifier.max_distance)
+                clf = SelfLearnClassifier(self.bank.dim, self.controls.threshold(ClassifierThresholds).max_distance)
                 for entry in self.bank.live():
                     clf.add_class(entry.label, entry.vector())
                 for s in self.samples:
@@ -94,7 +119,7 @@ class ClassifierService:
                     clf.learn()
                 self._built = (key[0], key[1], clf)
             clf = self._built[2]
-            clf.max_distance = self.controls.thresholds.classifier.max_distance
+            clf.max_distance = self.controls.threshold(ClassifierThresholds).max_distance
             return clf
 
     def features(self, image: np.ndarray, box: list[float] | None) -> np.ndarray:

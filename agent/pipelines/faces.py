@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from agent.bank.store import EntryBank
-from agent.controls import Controls
 from agent.errors import CommandError
+from agent.pipelines.live import Build, LiveThresholds
 from agent.pipelines.loader import ModelLoader
+from agent.sections import Section
 from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, FaceTracks
+
+
+class FaceThresholds(Section):
+    section: ClassVar[str] = "face"
+    match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
+    detect: float = Field(0.6, ge=0, le=1, description="face detector score threshold")
+    nms: float = Field(0.4, ge=0, le=1, description="face detector NMS IoU")
 
 
 class FaceService:
@@ -21,7 +30,7 @@ class FaceService:
         detector: str,
         embedder: str,
         bank: EntryBank,
-        controls: Controls,
+        controls: LiveThresholds,
         max_faces: int = DEFAULT_MAX_FACES,
     ) -> None:
         self.max_faces = max_faces
@@ -57,12 +66,30 @@ class FaceService:
             self._cache = cache
         return cache[1], cache[2]
 
+    @classmethod
+    def build(cls, b: Build) -> FaceService:
+        m = b.models
+        return cls(b.loader, m.face_detector, m.face_embedder, b.bank, b.controls, max_faces=b.max_faces)
+
+    # -- the live pipeline (agent/pipelines/live.py) --------------------------------------
+    def warm_up(self) -> None:
+        _ = self.pipeline
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def prepare(self, image: np.ndarray) -> FaceAnalysis:
+        return self.analyse(image)
+
+    def finish(self, work: FaceAnalysis, *, live: bool) -> dict[str, Any]:
+        return self.result(work, live=live)
+
     def recognise(self, image: np.ndarray, *, live: bool) -> dict[str, Any]:
         return self.result(self.analyse(image), live=live)
 
     def analyse(self, image: np.ndarray) -> FaceAnalysis:
         """The stateless part (detect, embed, match): frames may be analysed side by side."""
-        th = self.controls.thresholds.face
+        th = self.controls.threshold(FaceThresholds)
         vectors, labels = self._bank()
         return self.pipeline.analyse(image, vectors, labels, detect_th=th.detect, match_th=th.match, nms_th=th.nms)
 
@@ -72,7 +99,7 @@ class FaceService:
         return {"faces": self.pipeline.entries(found, self.tracks if live else None)}
 
     def enrol(self, image: np.ndarray, label: str | None, pick: Literal["largest", "unknown"]) -> dict[str, Any]:
-        th = self.controls.thresholds.face
+        th = self.controls.threshold(FaceThresholds)
         vectors, labels = self._bank()
         found = self.pipeline.enrol_candidates(image, vectors, labels, pick, detect_th=th.detect, match_th=th.match)
         if not found:

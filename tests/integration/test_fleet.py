@@ -53,7 +53,7 @@ def ask(c: TestClient, prefix: str, dev: str, cmd: str, body: dict[str, Any] | N
 
 
 def bank_of(agent: Agent, bank: str = "faces") -> dict[str, tuple[Stamp, str, bool]]:
-    b = agent.face_bank if bank == "faces" else agent.class_bank
+    b = agent.services.banks["faces"] if bank == "faces" else agent.services.banks["classes"]
     return {e.id: (e.hlc, e.label, e.deleted) for e in b.snapshot()}
 
 

@@ -62,6 +62,9 @@ class Scripted:
     def process(self, frame: Any) -> dict[str, dict[str, Any]]:  # the FrameProcessor protocol
         raise AssertionError("latency mode is not under test")
 
+    def close(self) -> None:
+        pass
+
 
 def test_lanes_overlap_frames_and_publish_in_frame_order() -> None:
     slot = FrameSlot()
@@ -73,7 +76,9 @@ def test_lanes_overlap_frames_and_publish_in_frame_order() -> None:
         with emitted:
             published.append((kind, msg["seq"], msg["frame"]))
 
-    worker = VisionWorker(slot, proc, lambda _k, _p: None, observe=emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2)
+    worker = VisionWorker(
+        slot, proc, lambda _k, _p: None, observe=emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2
+    )
     assert worker.mode == "throughput"
     stop = threading.Event()
     worker.start(stop)
@@ -120,7 +125,9 @@ def test_a_failing_publish_does_not_end_the_lane() -> None:
         if kind == "faces":
             published.append(msg["seq"])
 
-    worker = VisionWorker(slot, proc, lambda _k, _p: None, observe=emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2)
+    worker = VisionWorker(
+        slot, proc, lambda _k, _p: None, observe=emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2
+    )
     stop = threading.Event()
     worker.start(stop)
     try:

@@ -1,0 +1,60 @@
+"""What every pipeline service is to the engine (:class:`LiveService`), what its factory gets
+(:class:`Build`), and the one thing services read from the live controls (:class:`LiveThresholds`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import numpy as np
+
+from agent.bank.store import EntryBank
+from agent.pipelines.loader import ModelLoader
+
+if TYPE_CHECKING:
+    from agent.settings import ModelsSettings
+
+T = TypeVar("T")
+
+
+class LiveThresholds(Protocol):
+    def threshold(self, model: type[T]) -> T:
+        """The live value of a pipeline's thresholds section (``model.section``)."""
+        ...
+
+
+class LiveService(Protocol):
+    """A pipeline as the engine runs it on live frames and ``infer`` images.
+
+    ``prepare`` is the part that keeps no state between frames (several frames may be prepared
+    side by side); ``finish`` the rest, called in frame order (live) and returning the result
+    body, or None when there is nothing to publish."""
+
+    def warm_up(self) -> None: ...
+
+    def not_ready(self) -> str | None:
+        """Why the pipeline cannot run now (track: no target), or None."""
+        ...
+
+    def prepare(self, image: np.ndarray) -> Any: ...
+
+    def finish(self, work: Any, *, live: bool) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a pipeline's service factory gets (``Pipeline.service``)."""
+
+    loader: ModelLoader
+    controls: LiveThresholds
+    models: ModelsSettings
+    state_dir: Path
+    max_faces: int
+    bank_or_none: EntryBank | None = None
+
+    @property
+    def bank(self) -> EntryBank:
+        if self.bank_or_none is None:
+            raise TypeError("this pipeline declares no bank in the registry")
+        return self.bank_or_none
