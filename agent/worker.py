@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from agent.mqtt import codec
+from agent.mqtt import codec, envelope
 from agent.pipelines.registry import PIPELINES
 from agent.sources.base import Frame, FrameSlot, Latest
 from agent.stage_times import StageTimes
@@ -37,7 +37,6 @@ from agent.vision.decode import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
 LANES = tuple(p.kind for p in PIPELINES)
 SEQUENTIAL = frozenset(p.kind for p in PIPELINES if p.sequential)  # one lane thread: every frame needs the last
 
@@ -261,7 +260,7 @@ class VisionWorker:
         encode_s = publish_s = 0.0
         out: list[tuple[str, dict[str, Any]]] = []
         for kind, body in results.items():
-            msg = {"v": SCHEMA, "dev": self.device_id, "seq": frame.seq, "ts": frame.ts, "w": w, "h": h, **body}
+            msg = envelope.result(self.device_id, frame.seq, frame.ts, w, h, body)
             if "seq" in frame.meta:
                 msg["frame_seq"] = frame.meta["seq"]
             t0 = time.perf_counter()

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.mqtt.embedded import EmbeddedBroker
 from benchmarks.common import EVAL, MODELS, REPO, Row, med, pct, report
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 PREFIX = "bench"
 DEV = "cam"

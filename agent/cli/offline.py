@@ -23,6 +23,7 @@ import numpy as np
 from agent.bank.clock import HLC
 from agent.controls import Controls
 from agent.errors import AgentError, CommandError
+from agent.mqtt import envelope
 from agent.pipelines.classifier import ClassifierService
 from agent.pipelines.faces import FaceService
 from agent.pipelines.registry import by_name, names
@@ -66,7 +67,7 @@ def _infer_chunk(services: Services, pipeline: str, kind: str, paths: list[str])
         return out + [(p, {"error": str(exc)}) for p, _ in good]
     for (path, img), body in zip(good, bodies, strict=True):
         h, w = img.shape[:2]
-        out.append((path, {"ts": time.time(), "w": w, "h": h, **body}))
+        out.append((path, {"w": w, "h": h, "body": body}))
     order = {p: i for i, p in enumerate(paths)}
     return sorted(out, key=lambda item: order[item[0]])
 
@@ -109,6 +110,7 @@ def run_infer(args: argparse.Namespace) -> int:
             for offset, (path, line) in enumerate(
                 _infer_chunk(services, args.pipeline, kind, images[start : start + chunk])
             ):
-                line = {"image": path, **({"v": 1, "seq": start + offset + 1} if "error" not in line else {}), **line}
-                print(json.dumps(line, default=float), flush=True)
+                if "error" not in line:
+                    line = envelope.result(None, start + offset + 1, time.time(), line["w"], line["h"], line["body"])
+                print(json.dumps({"image": path, **line}, default=float), flush=True)
     return 0

@@ -7,29 +7,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
-from pydantic import BeforeValidator
 
 from agent.bank.maixpy import read_classes, read_faces, write_classes, write_faces
-from agent.commands.base import RequestModel, command
+from agent.commands.base import DataBytes, RequestModel, command
 from agent.commands.context import Context
 from agent.errors import CommandError
 from agent.pipelines.classifier import ClassifierService
 from agent.pipelines.faces import FaceService
-
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("data must be base64 text (JSON) or bytes (msgpack)") from None
-    return value
 
 
 class Export(RequestModel):
@@ -40,7 +28,7 @@ class Export(RequestModel):
 class Import(RequestModel):
     bank: Literal["faces", "classes"]
     format: Literal["maixpy", "native"] = "native"
-    data: Annotated[bytes, BeforeValidator(_bytes)]
+    data: DataBytes
 
 
 def _native(bank: Any, entries: list[tuple[str, np.ndarray]]) -> bytes:

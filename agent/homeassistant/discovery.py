@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.pipelines import registry
+from agent.vision.faces import UNKNOWN
 
-UNKNOWN = "unknown"
 ORIGIN_NAME = "maix-agent"
 
 

@@ -16,7 +16,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,19 +81,35 @@ def _to_message(msg: mqtt.MQTTMessage) -> Message:
     )
 
 
-def _publish_props(
-    v5: bool, correlation: bytes | None, content_type: str | None, user: dict[str, str] | None
+def publish_properties(
+    v5: bool,
+    *,
+    correlation: bytes | None = None,
+    content_type: str | None = None,
+    response_topic: str | None = None,
+    user: dict[str, str] | None = None,
 ) -> Properties | None:
-    if not v5 or (correlation is None and content_type is None and not user):
+    """The MQTT 5 PUBLISH properties given (None with MQTT 3.1.1, or when there are none)."""
+    if not v5 or not (correlation is not None or content_type or response_topic or user):
         return None
     props = Properties(PacketTypes.PUBLISH)
     if correlation is not None:
         props.CorrelationData = correlation
     if content_type is not None:
         props.ContentType = content_type
+    if response_topic:
+        props.ResponseTopic = response_topic
     if user:
         props.UserProperty = list(user.items())
     return props
+
+
+def route_for(routes: Iterable[Route], topic: str) -> Route | None:
+    """The first route whose filter matches ``topic`` (paho's matcher: ``+``, ``#``, ``$`` topics)."""
+    for route in routes:
+        if mqtt.topic_matches_sub(route.filter, topic):
+            return route
+    return None
 
 
 @dataclass
@@ -209,7 +225,7 @@ class MqttLink:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        route = self.registry.match(msg.topic)
+        route = route_for(self.registry.routes(), msg.topic)
         if route is None:
             self.stats.unrouted += 1
             return
@@ -261,7 +277,7 @@ class MqttLink:
         content_type: str | None = None,
         user: dict[str, str] | None = None,
     ) -> None:
-        props = _publish_props(self._v5, correlation, content_type, user)
+        props = publish_properties(self._v5, correlation=correlation, content_type=content_type, user=user)
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
             self.stats.published += 1  # queued; paho sends it after reconnect for QoS>0
@@ -327,13 +343,7 @@ class SimpleClient:
         response_topic: str | None = None,
         correlation: bytes | None = None,
     ) -> None:
-        props = None
-        if self.cfg.protocol == "5" and (response_topic or correlation):
-            props = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                props.ResponseTopic = response_topic
-            if correlation:
-                props.CorrelationData = correlation
+        props = publish_properties(self.cfg.protocol == "5", correlation=correlation, response_topic=response_topic)
         self._client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(10)
 
     def messages(self, timeout: float | None = None) -> Iterator[Message]:

@@ -13,6 +13,7 @@ from agent.errors import CommandError
 from agent.pipelines.live import Build, LiveThresholds
 from agent.pipelines.loader import ModelLoader
 from agent.sections import Section
+from agent.vision.face_detect import detector_kind
 from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, FaceTracks
 
 
@@ -48,10 +49,9 @@ class FaceService:
     def pipeline(self) -> FacePipeline:
         with self._lock:
             if self._pipeline is None:
-                kind = "yunet" if self.detector_name.startswith("yunet") else "retinaface"
                 self._pipeline = FacePipeline(
                     self.loader.get(self.detector_name),
-                    kind,
+                    detector_kind(self.detector_name),
                     self.loader.get(self.embedder_name),
                     max_faces=self.max_faces,
                 )

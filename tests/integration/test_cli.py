@@ -14,7 +14,7 @@ import msgpack
 
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -35,7 +35,7 @@ from agent.pipelines.faces import FaceService
 from agent.services import feature_dim
 from tests.integration.conftest import AgentFactory
 from tests.integration.tcp_proxy import TcpProxy
-from tests.mqtt_helpers import TestClient, decode, wait_until
+from tests.support.mqtt import TestClient, decode, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -308,7 +308,7 @@ def test_disk_full_and_read_only_state_dir_while_enrolling(
         assert client.request(prefix, "df", "face/enrol", {"label": "biden", "image": biden})["ok"]
         agent.stop()
         again = make_agent("df")  # restart on the same state: both are there
-        assert [e.label for e in again.face_bank.live()] == ["obama", "biden"]
+        assert [e.label for e in again.services.banks["faces"].live()] == ["obama", "biden"]
         assert leftovers(state) == []
         again.stop()
 

@@ -21,7 +21,7 @@ from agent import __version__
 from agent.homeassistant.discovery import DeviceInfo, HaTopics, discovery
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode, wait_until
+from tests.support.mqtt import TestClient, decode, wait_until
 
 DEV = "cam1"
 

@@ -23,7 +23,7 @@ from agent.mqtt.codec import DecodeError
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.vision.decode import ImageDecodeError, decode_image
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode, wait_until
+from tests.support.mqtt import TestClient, decode, wait_until
 
 
 def small_jpeg(eval_dir: Path, w: int = 64, h: int = 48, quality: int = 70) -> bytes:

@@ -9,7 +9,7 @@ import msgpack
 
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 
 
 def test_ping_json_and_msgpack_round_trip(make_agent: AgentFactory, client: TestClient, prefix: str) -> None:
