@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from agent.errors import CommandError
-from agent.settings import PipelinesSettings, Settings, Thresholds, format_errors
+from agent.sections import Section, format_errors
+from agent.settings import PipelinesSettings, Settings, Thresholds, section_of
 from agent.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,7 @@ class Controls:
 
     def threshold(self, model: type[T]) -> T:
         """The live thresholds of one pipeline (the section its model names)."""
-        value = getattr(self.thresholds, getattr(model, "section"))  # noqa: B009 (a ClassVar)
-        if not isinstance(value, model):
-            raise TypeError(f"thresholds.{model.section} is not a {model.__name__}")
-        return value
+        return section_of(self.thresholds, model)
 
     def enabled(self, name: str) -> bool:
         """Whether pipelines.{name} is on."""
@@ -75,7 +73,7 @@ class Controls:
             listener()
 
     @staticmethod
-    def _validate(model: type[Thresholds] | type[PipelinesSettings], data: dict[str, Any]) -> Any:
+    def _validate(model: type[Section], data: dict[str, Any]) -> Section:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -91,7 +89,7 @@ class Controls:
             except OSError as exc:
                 self.thresholds = old
                 raise CommandError("unavailable", f"cannot save thresholds: {exc}") from None
-            return new  # type: ignore[no-any-return]
+            return new
 
     def set_pipelines(self, patch: dict[str, bool]) -> PipelinesSettings:
         with self.lock:
@@ -103,4 +101,4 @@ class Controls:
             except OSError as exc:
                 self.pipelines = old
                 raise CommandError("unavailable", f"cannot save pipelines: {exc}") from None
-            return new  # type: ignore[no-any-return]
+            return new

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import (
@@ -28,6 +28,7 @@ from agent.pipelines.registry import PIPELINES
 from agent.sections import Section, format_errors, topic_prefix
 from agent.sources.settings import SourceSettings
 
+T = TypeVar("T")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _yaml_file: ContextVar[Path | None] = ContextVar("maix_agent_yaml_file", default=None)
 
@@ -84,7 +85,16 @@ def _thresholds_model() -> type[Section]:
     return create_model("Thresholds", __base__=Section, **fields)
 
 
-if TYPE_CHECKING:  # built from the registry at import; typed access goes through Controls
+def section_of(thresholds: Section, model: type[T]) -> T:
+    """One pipeline's thresholds, typed: ``section_of(settings.thresholds, FaceThresholds).match``."""
+    name: str = getattr(model, "section")  # noqa: B009 (a ClassVar of the pipeline's thresholds model)
+    value = getattr(thresholds, name)
+    if not isinstance(value, model):
+        raise TypeError(f"thresholds.{name} is not a {model.__name__}")
+    return value
+
+
+if TYPE_CHECKING:  # built from the registry at import; typed access: section_of(), Controls.threshold()
     PipelinesSettings = Section
     Thresholds = Section
 else:
@@ -182,19 +192,19 @@ class Settings(BaseSettings):
         env_prefix="MAIX_AGENT_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
     )
 
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
-    device: DeviceSettings = Field(default_factory=DeviceSettings)  # type: ignore[arg-type]
-    source: SourceSettings = Field(default_factory=SourceSettings)  # type: ignore[arg-type]
-    models: ModelsSettings = Field(default_factory=ModelsSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    device: DeviceSettings = Field(default_factory=DeviceSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
     pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
-    fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
-    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)  # type: ignore[arg-type]
-    events: EventsSettings = Field(default_factory=EventsSettings)  # type: ignore[arg-type]
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]
-    results: ResultsSettings = Field(default_factory=ResultsSettings)  # type: ignore[arg-type]
-    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
     fastpath: Literal["auto", "cython", "python"] = Field("auto", description="kernel implementation")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

@@ -70,7 +70,7 @@ def measure(port: int, tmp: Path, frames: int, warmup: int = 20) -> dict[str, An
                 dt = (time.perf_counter() - t0) * 1e3
                 if i >= warmup:
                     times.append(dt)
-                    faces += len(_decode(msg.payload).get("faces", []))
+                    faces += len(_decode(bytes(msg.payload)).get("faces", []))
             t_done = time.time()
             state: dict[str, Any] = {}
             while not state.get("stages_ms") or state.get("_at", 0) < t_done:

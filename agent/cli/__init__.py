@@ -52,10 +52,9 @@ class _SubParsers:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maix-agent", description=__doc__)
     _global_options(p, defaults=True)
-    sub = p.add_subparsers(dest="cmd", required=True)
     parent = argparse.ArgumentParser(add_help=False)
     _global_options(parent, defaults=False)
-    sub = _SubParsers(sub, parent)
+    sub = _SubParsers(p.add_subparsers(dest="cmd", required=True), parent)
 
     sub.add_parser("run", help="run the agent").set_defaults(fn=cmd_run)
     d = sub.add_parser("demo", help="run the demo on a sample video with an embedded broker")

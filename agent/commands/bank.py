@@ -39,7 +39,8 @@ def _native(bank: Any, entries: list[tuple[str, np.ndarray]]) -> bytes:
         "dim": bank.dim,
         "entries": [{"label": lb, "vec": np.asarray(v, "<f4").tobytes()} for lb, v in entries],
     }
-    return msgpack.packb(doc, use_bin_type=True)  # type: ignore[no-any-return]
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def _read_native(data: bytes, bank: Any) -> list[tuple[str, np.ndarray]]:

@@ -186,7 +186,7 @@ class CommandRouter:
             reply = self._dispatch(msg, target, encoding)
             req_id = reply["id"]
         except CommandError as exc:
-            reply = envelope.error(getattr(exc, "req_id", None), exc.code, exc.message)
+            reply = envelope.error(exc.req_id, exc.code, exc.message)
         try:
             self._send(msg, target, reply, encoding)
         except Exception as exc:  # e.g. a handler returned something unencodable
@@ -198,7 +198,7 @@ class CommandRouter:
         self.counts[code] += 1
         log.warning("command %s/%s failed: %s: %s", target[0], target[1], code, message)
         err = CommandError(code, message)
-        err.req_id = req_id  # type: ignore[attr-defined]
+        err.req_id = req_id
         return err
 
     def _rate_limited(self, who: str, wait: float, req_id: Any) -> CommandError:
@@ -219,7 +219,7 @@ class CommandRouter:
             f"rate limit: {who} sent more than {self.limiter.burst} expensive commands at once "
             f"({self.limiter.rate:g}/s sustained); retry in {wait:.2f}s",
         )
-        err.req_id = req_id  # type: ignore[attr-defined]
+        err.req_id = req_id
         return err
 
     def _internal(self, exc: BaseException) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -31,6 +31,8 @@ from agent.mqtt.settings import MqttSettings
 from agent.mqtt.topics import Message, Route, TopicRegistry
 
 log = logging.getLogger(__name__)
+# paho's Properties(packet_type) carries no annotations: one typed name for it.
+_properties = cast("Callable[[int], Properties]", Properties)
 
 # CONNACK codes that retrying cannot fix: 3.1.1 (4 bad user/password, 5 not authorised) and
 # MQTT 5 (134, 135, 138 banned, 140 bad auth method).
@@ -92,7 +94,7 @@ def publish_properties(
     """The MQTT 5 PUBLISH properties given (None with MQTT 3.1.1, or when there are none)."""
     if not v5 or not (correlation is not None or content_type or response_topic or user):
         return None
-    props = Properties(PacketTypes.PUBLISH)
+    props = _properties(PacketTypes.PUBLISH)
     if correlation is not None:
         props.CorrelationData = correlation
     if content_type is not None:
@@ -249,7 +251,7 @@ class MqttLink:
             # CONNECT's Maximum Packet Size: the broker drops anything bigger instead of sending it,
             # so an oversize publish never reaches paho's buffers (MQTT 3.1.1 has no such property:
             # set the broker's max_packet_size).
-            props = Properties(PacketTypes.CONNECT)
+            props = _properties(PacketTypes.CONNECT)
             props.MaximumPacketSize = self.max_packet
         try:
             self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, properties=props)

@@ -156,7 +156,7 @@ class FaceDetector:
         if kind not in DETECTOR_KINDS:
             raise ConfigError(f"face detector kind {kind!r}: expected one of {DETECTOR_KINDS}")
         self.model = model
-        self.kind: DetectorKind = kind  # type: ignore[assignment]
+        self.kind: DetectorKind = kind
         self.size = (math.ceil(size[0] / 32) * 32, math.ceil(size[1] / 32) * 32) if size else input_size(model)
         self.default_nms = DEFAULT_NMS[self.kind]
 

@@ -72,7 +72,8 @@ class OnnxModel:
             )
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
-        return self.session.run(list(outputs) if outputs else None, dict(feeds))  # type: ignore[no-any-return]
+        out: list[np.ndarray] = self.session.run(list(outputs) if outputs else None, dict(feeds))
+        return out
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         """Run with the single main input."""

@@ -65,13 +65,15 @@ def converged(agents: list[Agent], bank: str = "faces") -> dict[str, tuple[Stamp
 def reply_in(c: TestClient, topic: str, rid: str) -> dict[str, Any] | None:
     """The reply with id ``rid`` among everything ``c`` received (replies may come in any order)."""
     for m in list(c.all):
-        if m.topic == topic and (body := decode(m.payload)).get("id") == rid:
+        body: dict[str, Any] = decode(m.payload)
+        if m.topic == topic and body.get("id") == rid:
             return body
     return None
 
 
 def faces(c: TestClient, prefix: str, dev: str) -> list[dict[str, Any]]:
-    return ask(c, prefix, dev, "face/list")["faces"]
+    listed: list[dict[str, Any]] = ask(c, prefix, dev, "face/list")["faces"]
+    return listed
 
 
 def labels(c: TestClient, prefix: str, dev: str) -> list[str]:
@@ -90,7 +92,8 @@ def native(entries: list[tuple[str, np.ndarray]], dim: int = 128) -> bytes:
         "dim": dim,
         "entries": [{"label": lb, "vec": np.asarray(v, "<f4").tobytes()} for lb, v in entries],
     }
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def unit(seed: int, dim: int = 128) -> np.ndarray:
@@ -102,7 +105,8 @@ def state_of(c: TestClient, prefix: str, dev: str, pred: Callable[[dict[str, Any
     """The first retained/periodic ``state`` of ``dev`` that satisfies ``pred``."""
     topic = f"{prefix}/{dev}/state"
     msg = c.wait_for(lambda m: m.topic == topic and pred(decode(m.payload)), timeout=DEADLINE)
-    return decode(msg.payload)
+    state: dict[str, Any] = decode(msg.payload)
+    return state
 
 
 @pytest.fixture

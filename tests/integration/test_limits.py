@@ -210,7 +210,9 @@ def test_rate_limit_on_expensive_commands_per_client(
     image = small_jpeg(eval_dir)
     body = {"pipeline": "classifier", "image": image}
 
-    def send(n: int, *, user: str | None = None, field: str | None = None, inbox: str | None = None) -> list[dict]:
+    def send(
+        n: int, *, user: str | None = None, field: str | None = None, inbox: str | None = None
+    ) -> list[dict[str, Any]]:
         out = []
         for i in range(n):
             req_id = f"{user or field or inbox or 'anon'}-{i}-{uuid.uuid4().hex[:4]}"
@@ -228,7 +230,7 @@ def test_rate_limit_on_expensive_commands_per_client(
             out.append(decode(client.wait_for(is_reply).payload))
         return out
 
-    def outcome(replies: list[dict]) -> list[str]:
+    def outcome(replies: list[dict[str, Any]]) -> list[str]:
         return ["ok" if r["ok"] else r["error"]["code"] for r in replies]
 
     alice = send(5, user="alice")  # MQTT 5 user property

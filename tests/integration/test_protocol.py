@@ -4,6 +4,7 @@ fleet-wide commands, availability, state, and persistence of controls."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import msgpack
 
@@ -35,7 +36,7 @@ def test_errors_have_codes(make_agent: AgentFactory, client: TestClient, prefix:
     make_agent("cam1", limits={"command_bytes": 2048})
     client.subscribe(f"{prefix}/cam1/reply/#")
 
-    def raw(topic: str, payload: bytes) -> dict:
+    def raw(topic: str, payload: bytes) -> Any:
         client.publish(f"{prefix}/cam1/cmd/{topic}", payload)
         return decode(client.wait_for(lambda m: m.topic == f"{prefix}/cam1/reply/{topic}").payload)
 

@@ -6,6 +6,7 @@ import pytest
 
 from agent.controls import Controls
 from agent.errors import CommandError
+from agent.pipelines.faces import FaceThresholds
 from agent.settings import load_settings
 from agent.storage import atomic_write, read_json, write_json
 
@@ -34,9 +35,13 @@ def test_controls_partial_updates_persist(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as exc:
         c.set_thresholds({"face": {"match": "high"}})
     assert exc.value.code == "bad_request" and "face.match" in exc.value.message
-    assert c.thresholds.face.match == 0.9  # a rejected change leaves the old value
+    assert c.threshold(FaceThresholds).match == 0.9  # a rejected change leaves the old value
     c2 = Controls(s, tmp_path)
-    assert c2.thresholds.face.match == 0.9 and c2.thresholds.face.detect == 0.6 and c2.pipelines.segment
+    assert (
+        c2.threshold(FaceThresholds).match == 0.9
+        and c2.threshold(FaceThresholds).detect == 0.6
+        and c2.enabled("segment")
+    )
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
@@ -47,4 +52,4 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as exc:
         c.set_thresholds({"face": {"match": 0.5}})
     assert exc.value.code == "unavailable"
-    assert c.thresholds.face.match != 0.5
+    assert c.threshold(FaceThresholds).match != 0.5
