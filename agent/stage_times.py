@@ -3,8 +3,9 @@
 Each frame the worker publishes records five stages (ms): ``decode`` (JPEG/PNG to pixels; 0 for
 camera frames), ``queue`` (waiting between stages: for the decode thread, then for the pipeline
 thread), ``pipeline`` (the enabled pipelines), ``encode`` (msgpack) and ``publish`` (handing the
-result to the MQTT client), plus their sum ``total``. ``state`` reports the medians of the last
-:data:`WINDOW` frames.
+result to the MQTT client), plus per frame ``work`` (decode + pipeline: what the frame needs done)
+and ``total`` (every stage). ``state.stages_ms`` reports the medians of the last :data:`WINDOW`
+frames (a median of per-frame sums, not a sum of medians).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class StageTimes:
         if not rows:
             return {}
         out = {name: round(statistics.median(r[i] for r in rows) * 1000, 2) for i, name in enumerate(STAGES)}
+        out["work"] = round(statistics.median(r[0] + r[2] for r in rows) * 1000, 2)
         out["total"] = round(statistics.median(sum(r) for r in rows) * 1000, 2)
         out["frames"] = len(rows)
         return out
