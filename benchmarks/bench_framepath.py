@@ -24,27 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.mqtt.embedded import EmbeddedBroker
 from benchmarks.bench_agent import DEV, PREFIX, agent_process, connect, wait_online
-from benchmarks.common import EVAL, Row, load_bgr, med, pct, report
+from benchmarks.common import EVAL, Row, fit_640x480, load_bgr, med, pct, report
 
 SLACK_MS = 3.0
 
 
 def face_jpeg() -> bytes:
     """obama.jpg fitted into a 640x480 canvas, as a quality-90 JPEG."""
-    img = load_bgr(EVAL / "faces" / "obama.jpg")
-    h, w = img.shape[:2]
-    s = min(640 / w, 480 / h)
-    small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros((480, 640, 3), np.uint8)
-    y0, x0 = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
-    canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
-    ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, buf = cv2.imencode(".jpg", fit_640x480(load_bgr(EVAL / "faces" / "obama.jpg")), [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
     return buf.tobytes()
 

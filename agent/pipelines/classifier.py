@@ -20,7 +20,7 @@ from pydantic import Field
 
 from agent.bank.store import EntryBank
 from agent.errors import CommandError
-from agent.pipelines.live import Build, LiveThresholds
+from agent.pipelines.live import Build, LiveThresholds, OneStep
 from agent.pipelines.loader import ModelLoader
 from agent.sections import Section
 from agent.storage import atomic_write, move_aside
@@ -36,7 +36,7 @@ class ClassifierThresholds(Section):
     max_distance: float = Field(14.0, gt=0, description="L2 distance beyond which a frame is `unknown` (MobileNetV2)")
 
 
-class ClassifierService:
+class ClassifierService(OneStep):
     def __init__(
         self, loader: ModelLoader, model: str, bank: EntryBank, controls: LiveThresholds, state_dir: Path
     ) -> None:
@@ -60,14 +60,8 @@ class ClassifierService:
     def warm_up(self) -> None:
         _ = self.extractor
 
-    def not_ready(self) -> str | None:
-        return None
-
     def prepare(self, image: np.ndarray) -> dict[str, Any]:
         return self.classify(image)
-
-    def finish(self, work: dict[str, Any], *, live: bool) -> dict[str, Any]:
-        return work
 
     @property
     def extractor(self) -> FeatureExtractor:

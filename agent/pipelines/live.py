@@ -42,6 +42,17 @@ class LiveService(Protocol):
     def finish(self, work: Any, *, live: bool) -> dict[str, Any] | None: ...
 
 
+class OneStep:
+    """For a pipeline whose whole run is stateless: ``prepare`` does it all, ``finish`` passes the
+    result on, and it is always ready."""
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def finish(self, work: dict[str, Any] | None, *, live: bool) -> dict[str, Any] | None:
+        return work
+
+
 @dataclass(frozen=True)
 class Build:
     """What a pipeline's service factory gets (``Pipeline.service``)."""

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from agent.pipelines.live import Build, LiveThresholds
+from agent.pipelines.live import Build, LiveThresholds, OneStep
 from agent.pipelines.loader import ModelLoader
 from agent.sections import Section
 from agent.vision.segment import Segmenter
@@ -20,7 +20,7 @@ class SegmentThresholds(Section):
     iou: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold")
 
 
-class SegmentService:
+class SegmentService(OneStep):
     def __init__(self, loader: ModelLoader, model: str, controls: LiveThresholds) -> None:
         self.loader = loader
         self.model_name = model
@@ -35,14 +35,8 @@ class SegmentService:
     def warm_up(self) -> None:
         _ = self.segmenter
 
-    def not_ready(self) -> str | None:
-        return None
-
     def prepare(self, image: np.ndarray) -> dict[str, Any]:
         return self.segment(image)
-
-    def finish(self, work: dict[str, Any], *, live: bool) -> dict[str, Any]:
-        return work
 
     @property
     def segmenter(self) -> Segmenter:

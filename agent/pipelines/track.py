@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from agent.errors import CommandError
-from agent.pipelines.live import Build, LiveThresholds
+from agent.pipelines.live import Build, LiveThresholds, OneStep
 from agent.pipelines.loader import ModelLoader
 from agent.sections import Section
 from agent.vision.track import NanoTracker, TrackParams
@@ -20,7 +20,7 @@ class TrackThresholds(Section):
     score: float = Field(0.9, ge=0, le=1.01, description="tracker state moves only when score ≥ this (MaixPy)")
 
 
-class TrackService:
+class TrackService(OneStep):
     def __init__(self, loader: ModelLoader, model: str, controls: LiveThresholds) -> None:
         self.loader = loader
         self.model_name = model  # "nanotrack_v2" or "nanotrack_v3"
@@ -43,9 +43,6 @@ class TrackService:
 
     def prepare(self, image: np.ndarray) -> dict[str, Any] | None:
         return self.step(image)
-
-    def finish(self, work: dict[str, Any] | None, *, live: bool) -> dict[str, Any] | None:
-        return work
 
     def _make(self) -> NanoTracker:
         backbone = self.loader.get(f"{self.model_name}_backbone")
