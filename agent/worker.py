@@ -1,9 +1,10 @@
 """The vision worker: take the newest frame, run the enabled pipelines, publish the results.
 
-Frames that arrive encoded (JPEG/PNG pushed on ``frame/in``) are decoded by a decode stage of
-their own, so the decoding of frame N+1 overlaps the inference of frame N. The decode stage keeps
-only the newest decoded frame (an older one still waiting is dropped and counted), so the next
-frame processed is always the freshest: no MaixPy ``dual_buff`` one-frame lag.
+Frames that arrive encoded (JPEG/PNG pushed on ``frame/in``) are decoded once: by the pipeline
+thread itself when it is idle (no hand-over between threads), else by a decode stage of their own
+while it is busy, so the decoding of frame N+1 overlaps the inference of frame N. Only the newest
+frame waits (an older one still waiting is dropped and counted), so the next frame processed is
+always the freshest: no MaixPy ``dual_buff`` one-frame lag.
 
 Two modes (``performance.mode``):
 
@@ -140,7 +141,7 @@ class VisionWorker:
         self.fps = 0.0
         self.last_ms = 0.0
         self.lane_fps: dict[str, float] = {}
-        self._decoded = Latest()
+        self._busy = threading.Event()  # latency mode: the pipeline thread is working on a frame
         self._lanes: dict[str, Latest] = {}
         self._rates: dict[str, _Rate] = {}
         self._order: dict[str, _InOrder] = {}
@@ -151,7 +152,7 @@ class VisionWorker:
     def dropped(self) -> int:
         """Decoded frames replaced by a newer one before processing took them (throughput mode:
         the frames the lane that skipped most skipped)."""
-        return self._decoded.replaced + max((lane.replaced for lane in self._lanes.values()), default=0)
+        return max((lane.replaced for lane in self._lanes.values()), default=0)
 
     def start(self, stop: threading.Event) -> None:
         threads = [threading.Thread(target=self._decode_loop, args=(stop,), name="decode", daemon=True)]
@@ -199,8 +200,16 @@ class VisionWorker:
         return frame
 
     def _decode_loop(self, stop: threading.Event) -> None:
+        """Throughput mode: decode every frame and hand it to every lane. Latency mode: decode
+        the frames that come while the pipeline thread is busy, back into the slot."""
+        lanes = self.mode == "throughput"
         while not stop.is_set():
-            frame = self.slot.take(0.2)
+            if lanes:
+                frame = self.slot.take(0.2)
+            elif self._busy.wait(0.2):
+                frame = self.slot.take_encoded(0.2, self._busy.is_set)
+            else:
+                continue
             if frame is None:
                 continue
             try:
@@ -211,13 +220,13 @@ class VisionWorker:
                 continue
             if decoded is None:
                 continue
-            if self.mode == "throughput":
+            if lanes:
                 with self._lock:
                     self.processed += 1
                 for lane in self._lanes.values():
                     lane.put_frame(decoded)
             else:
-                self._decoded.put_frame(decoded)
+                self.slot.put_decoded(decoded)
 
     # -- latency mode ---------------------------------------------------------------------------
 
@@ -225,15 +234,18 @@ class VisionWorker:
         rate = _Rate()
         try:
             while not stop.is_set():
-                frame = self._decoded.take(0.2)
+                frame = self.slot.take(0.2)
                 if frame is None:
                     continue
                 t0 = time.perf_counter()
+                self._busy.set()
                 try:
                     self.step(frame)
                 except Exception:  # a bad frame or a pipeline bug must never stop the stream
                     self.errors += 1
                     log.exception("processing frame %d failed", frame.seq)
+                finally:
+                    self._busy.clear()
                 self.last_ms = (time.perf_counter() - t0) * 1000
                 rate.tick()
                 self.fps = rate.fps
