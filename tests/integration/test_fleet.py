@@ -65,8 +65,10 @@ def converged(agents: list[Agent], bank: str = "faces") -> dict[str, tuple[Stamp
 def reply_in(c: TestClient, topic: str, rid: str) -> dict[str, Any] | None:
     """The reply with id ``rid`` among everything ``c`` received (replies may come in any order)."""
     for m in list(c.all):
+        if m.topic != topic:
+            continue
         body: dict[str, Any] = decode(m.payload)
-        if m.topic == topic and body.get("id") == rid:
+        if body.get("id") == rid:
             return body
     return None
 

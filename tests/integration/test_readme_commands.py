@@ -82,6 +82,7 @@ def workdir(tmp_path: Path, eval_dir: Path, models_dir: Path) -> Iterator[tuple[
             "storage": {"dir": str(tmp_path / "state")},
             "models": {"dir": str(models_dir)},
             "results": {"state_interval": 1.0},
+            "log_level": "WARNING",  # stderr is a pipe nobody drains until the end
         }
         (tmp_path / "my.yaml").write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAIX_AGENT_")}
@@ -135,9 +136,9 @@ def test_every_readme_command_line_runs(workdir: tuple[Path, dict[str, str]]) ->
             if line == run_line:
                 continue
             if line.startswith("maix-agent watch"):
-                proc = subprocess.Popen(_argv(line), cwd=where, env=env, stdout=subprocess.PIPE, text=True)
-                first = _until_line(proc, 60)
-                assert proc.wait(30) == 0 and first.startswith("{"), (line, first)
+                with subprocess.Popen(_argv(line), cwd=where, env=env, stdout=subprocess.PIPE, text=True) as proc:
+                    first = _until_line(proc, 60)
+                    assert proc.wait(30) == 0 and first.startswith("{"), (line, first)
             else:
                 done = subprocess.run(_argv(line), cwd=where, env=env, capture_output=True, text=True, timeout=300)
                 assert done.returncode == 0, (line, done.stdout[-2000:], done.stderr[-2000:])
@@ -149,5 +150,8 @@ def test_every_readme_command_line_runs(workdir: tuple[Path, dict[str, str]]) ->
         finally:
             if agent.poll() is None:
                 agent.kill()
-    assert code == 0, agent.stderr.read() if agent.stderr else ""
+    errors = agent.stderr.read() if agent.stderr else ""
+    if agent.stderr:
+        agent.stderr.close()
+    assert code == 0, errors
     assert sorted(ran) == sorted(set(lines))
