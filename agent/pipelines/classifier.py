@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgpack
 import numpy as np
@@ -24,6 +24,7 @@ from agent.pipelines.live import Build, LiveThresholds, OneStep
 from agent.pipelines.loader import ModelLoader
 from agent.sections import Section
 from agent.storage import atomic_write, move_aside
+from agent.vision.class_policy import ClassPolicy
 from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor
 
@@ -33,7 +34,15 @@ MAX_SAMPLES = 10_000
 
 class ClassifierThresholds(Section):
     section: ClassVar[str] = "classifier"
-    max_distance: float = Field(14.0, gt=0, description="L2 distance beyond which a frame is `unknown` (MobileNetV2)")
+    policy: Literal["similarity", "max_distance", "maixpy"] = Field(
+        "similarity",
+        description="who names a frame: similarity (cosine, calibrated on photos) | max_distance (raw L2) | "
+        "maixpy (ranking's first, never unknown)",
+    )
+    min_similarity: float = Field(
+        0.56, ge=-1, le=1, description="similarity policy: `unknown` below this (MobileNetV2; also learn's cut-off)"
+    )
+    max_distance: float = Field(14.0, gt=0, description="max_distance policy: `unknown` beyond this raw L2 distance")
 
 
 class ClassifierService(OneStep):
@@ -50,7 +59,7 @@ class ClassifierService(OneStep):
         self.samples: list[np.ndarray] = []
         self.learned = False
         self._samples_version = 0
-        self._built: tuple[int, int, SelfLearnClassifier] | None = None
+        self._built: tuple[tuple[int, int, float], SelfLearnClassifier] | None = None
         self._load_samples()
 
     @classmethod
@@ -100,20 +109,26 @@ class ClassifierService(OneStep):
         self._samples_version += 1
 
     # -- the classifier -----------------------------------------------------------------------
+    def policy(self) -> ClassPolicy:
+        t = self.controls.threshold(ClassifierThresholds)
+        return ClassPolicy(t.policy, t.max_distance, t.min_similarity)
+
     def classifier(self) -> SelfLearnClassifier:
         with self._lock:
-            key = (self.bank.version, self._samples_version)
-            if self._built is None or self._built[:2] != key:
-                clf = SelfLearnClassifier(self.bank.dim, self.controls.threshold(ClassifierThresholds).max_distance)
+            policy = self.policy()
+            # learn's weights depend on min_similarity: a new one re-learns
+            key = (self.bank.version, self._samples_version, policy.min_similarity)
+            if self._built is None or self._built[0] != key:
+                clf = SelfLearnClassifier(self.bank.dim, policy=policy)
                 for entry in self.bank.live():
                     clf.add_class(entry.label, entry.vector())
                 for s in self.samples:
                     clf.add_sample(s)
                 if self.learned:
                     clf.learn()
-                self._built = (key[0], key[1], clf)
-            clf = self._built[2]
-            clf.max_distance = self.controls.threshold(ClassifierThresholds).max_distance
+                self._built = (key, clf)
+            clf = self._built[1]
+            clf.policy = policy
             return clf
 
     def features(self, image: np.ndarray, box: list[float] | None) -> np.ndarray:
@@ -158,7 +173,7 @@ class ClassifierService(OneStep):
             epochs = clf.learn()
             if not self.learned:
                 self._save_samples(self.samples, True)
-                self._built = (self.bank.version, self._samples_version, clf)
+                self._built = ((self.bank.version, self._samples_version, clf.policy.min_similarity), clf)
             return {"epochs": epochs, "learned": [lb for lb, ok in zip(clf.labels, clf.learned(), strict=True) if ok]}
 
     def remove_class(self, label: str) -> dict[str, Any]:

@@ -7,9 +7,10 @@ State
       Removing a class shifts the ids of the classes after it down by one, as in MaixPy.
     * each class has one or more **views** (``add_class`` with a label that exists adds a view);
       views are never modified, so ``learn`` can always be redone from scratch.
-    * unlabelled **samples** (``add_sample``) and, after ``learn``, the class each sample was
-      assigned to (``-1`` = none). A class with assigned samples has a **learned centre**: the
-      mean of its views and its assigned samples. The centre is derived, never stored.
+    * unlabelled **samples** (``add_sample``) and, after ``learn``, each sample's share in each
+      class (:func:`agent.vision.class_policy.learn_weights`) and its hard class (the largest
+      share, ``-1`` = none). A class with hard-assigned samples has a **learned centre**: the mean
+      of its views and those samples. Centres are derived, never stored.
 
 Distance (the ranking)
     Plain Euclidean L2 on the raw features, as MaixPy (no normalisation). The distance of a
@@ -17,38 +18,33 @@ Distance (the ranking)
     (nearest-view rule). With one view and nothing learned this is exactly MaixPy's distance to
     its class feature. ``classify`` ranks **every** class by that distance, ascending.
 
-Unknown and score
-    The best class is reported as ``unknown`` (``class_id`` :data:`UNKNOWN_ID` = -1) when its
-    distance exceeds ``max_distance``; ``distance`` and ``ranking`` are still reported. The 0..1
-    ``score`` is a logistic of the best distance centred on the threshold,
-    ``1 / (1 + exp((d - max_distance) / (max_distance / 8)))``: it falls monotonically with the
-    distance, is 0.5 exactly at ``max_distance`` (so ``score < 0.5`` ⇔ unknown), about 0.98 at
-    half the threshold and about 0.02 at 1.5 times it.
+Label, unknown and score
+    Decided by a :class:`agent.vision.class_policy.ClassPolicy` (``similarity`` by default,
+    ``max_distance``: the old threshold on the best raw distance, or ``maixpy``: the ranking's
+    first class, never unknown). With ``similarity`` the named class may differ from the
+    ranking's first; ``distance`` is the raw distance of the named (or best) class and
+    ``similarity`` the policy's similarity of it. See that module for the rule, ``learn`` and
+    the measurements behind the defaults.
 
-Default ``max_distance`` (MobileNetV2 raw features, 224 cover crop; see ``tools/eval_fewshot.py``)
-    COIL-20 (20 objects x 50 views): same-object pairs median 10.3 (95th pct 17.5), adjacent
-    views (5 degrees apart) median 4.3; different-object pairs 5th pct 14.9, median 19.7.
-    Photos: motorcycle_left vs right 7.1; unrelated photos 22.4-31.4. Open set on COIL-20 (10
-    objects enrolled, the other 10 shown): at 14.0, 1-shot keeps 80 % of known views and rejects
-    75 % of unknown objects (about the equal-error point); 5-shot keeps 97.5 % / rejects 60 %.
-    Hence 14.0 (MaixPy-v1 used 11 with its own, smaller-scale model). EfficientNet-Lite0 features
-    are smaller (mean norm 16.6 vs 22.6): its equal-error point is about 12.0.
+Default ``max_distance`` (MobileNetV2 raw features; ``tools/eval_fewshot.py``): 14.0, about the
+equal-error point on COIL-20 open set (EfficientNet-Lite0: 12.0). Natural photos of one kind sit
+20-30 apart, which is why it is no longer the default rule.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from agent.vision.class_policy import ClassPolicy, SimilaritySpace, distance_score, hard_classes, learn_weights
+
 UNKNOWN_ID = -1
 UNKNOWN_LABEL = "unknown"
 DEFAULT_MAX_DISTANCE: Mapping[str, float] = {"mobilenet_v2": 14.0, "efficientnet_lite0": 12.0}
-DEFAULT_MARGIN_RATIO = 0.85
-MAX_EPOCHS = 50
 
 
 def default_max_distance(model_name: str) -> float:
@@ -85,18 +81,20 @@ class _Index:
     starts: np.ndarray
     learned: list[int]
     centres: _Rows | None
+    space: SimilaritySpace
 
 
 @dataclass(frozen=True)
 class ClassifyResult:
-    """One classification. ``class_id`` is -1 and ``label`` "unknown" beyond ``max_distance``
-    (or when there is no class; then ``distance`` is None and ``ranking`` empty)."""
+    """One classification. ``class_id`` is -1 and ``label`` "unknown" when the policy says so
+    (or when there is no class; then ``distance``/``similarity`` are None and ``ranking`` empty)."""
 
     label: str
     class_id: int
     distance: float | None
     score: float
     ranking: list[tuple[int, float]] = field(default_factory=list)
+    similarity: float | None = None
 
     def to_result(self) -> dict[str, Any]:
         """The DESIGN §4 classify result fields (plain Python types, msgpack/JSON ready)."""
@@ -105,6 +103,7 @@ class ClassifyResult:
             "class_id": self.class_id,
             "distance": self.distance,
             "score": self.score,
+            "similarity": self.similarity,
             "ranking": [[cid, dist] for cid, dist in self.ranking],
         }
 
@@ -116,20 +115,27 @@ class SelfLearnClassifier:
         self,
         dim: int | None = None,
         max_distance: float = DEFAULT_MAX_DISTANCE["mobilenet_v2"],
-        margin_ratio: float = DEFAULT_MARGIN_RATIO,
+        policy: ClassPolicy | None = None,
     ) -> None:
-        if max_distance <= 0 or not math.isfinite(max_distance):
-            raise ValueError(f"max_distance must be a positive number, got {max_distance}")
-        if not 0.0 < margin_ratio <= 1.0:
-            raise ValueError(f"margin_ratio must be in (0, 1], got {margin_ratio}")
+        self.policy = policy if policy is not None else ClassPolicy(max_distance=max_distance)
         self.dim = dim
-        self.max_distance = float(max_distance)
-        self.margin_ratio = float(margin_ratio)
         self._labels: list[str] = []
         self._views: list[list[np.ndarray]] = []
         self._samples: list[np.ndarray] = []
-        self._assign: list[int] = []
+        self._weights = np.zeros((0, 0))  # (samples, classes): each sample's learned share
         self._cache: _Index | None = None
+
+    @property
+    def max_distance(self) -> float:
+        return self.policy.max_distance
+
+    @max_distance.setter
+    def max_distance(self, value: float) -> None:
+        self.policy = dataclasses.replace(self.policy, max_distance=value)
+
+    @property
+    def _assign(self) -> list[int]:
+        return [int(a) for a in hard_classes(self._weights)]
 
     # ----------------------------------------------------------------- state changes
     def _vec(self, vec: np.ndarray, *, copy: bool = True) -> np.ndarray:
@@ -154,13 +160,14 @@ class SelfLearnClassifier:
             return cid
         self._labels.append(label)
         self._views.append([v])
+        self._weights = np.concatenate([self._weights, np.zeros((len(self._samples), 1))], 1)
         self._cache = None
         return len(self._labels) - 1
 
     def add_sample(self, vec: np.ndarray) -> int:
         """Add an unlabelled sample (used only by ``learn``); → sample index."""
         self._samples.append(self._vec(vec))
-        self._assign.append(UNKNOWN_ID)
+        self._weights = np.concatenate([self._weights, np.zeros((1, len(self._labels)))])
         return len(self._samples) - 1
 
     def remove_class(self, label: str) -> int:
@@ -171,7 +178,7 @@ class SelfLearnClassifier:
             raise KeyError(label) from None
         del self._labels[cid]
         del self._views[cid]
-        self._assign = [a if a < cid else (UNKNOWN_ID if a == cid else a - 1) for a in self._assign]
+        self._weights = np.delete(self._weights, cid, axis=1)
         self._cache = None
         return cid
 
@@ -180,7 +187,7 @@ class SelfLearnClassifier:
         if not 0 <= idx < len(self._samples):
             raise IndexError(idx)
         del self._samples[idx]
-        del self._assign[idx]
+        self._weights = np.delete(self._weights, idx, axis=0)
         self._cache = None
 
     def clear(self) -> None:
@@ -188,7 +195,7 @@ class SelfLearnClassifier:
         self._labels.clear()
         self._views.clear()
         self._samples.clear()
-        self._assign.clear()
+        self._weights = np.zeros((0, 0))
         self._cache = None
 
     # ----------------------------------------------------------------- views of the state
@@ -240,13 +247,16 @@ class SelfLearnClassifier:
         return centre
 
     # ----------------------------------------------------------------- distances
-    def _index(self, assign: Sequence[int]) -> _Index:
-        """Everything ``classify`` compares against, for a given sample assignment."""
+    def _index(self) -> _Index:
+        """Everything ``classify`` compares against: raw views, learned centres, the policy's space."""
+        assign = self._assign
         all_views = np.concatenate([np.stack(v) for v in self._views])
         starts = np.cumsum([0] + [len(v) for v in self._views[:-1]])
         learned = sorted({a for a in assign if a >= 0})
         centres = _Rows(np.stack([self._centre(cid, assign) for cid in learned])) if learned else None
-        return _Index(_Rows(all_views), starts, learned, centres)
+        samples = self._stack(self._samples)
+        space = SimilaritySpace([np.stack(v) for v in self._views], samples, self._weights)
+        return _Index(_Rows(all_views), starts, learned, centres, space)
 
     def _class_distances(self, x: np.ndarray, index: _Index) -> np.ndarray:
         """(N, D) → (N, C): min over each class's views and its learned centre (if any)."""
@@ -265,86 +275,79 @@ class SelfLearnClassifier:
             raise ValueError(f"features of shape {np.shape(vecs)} do not match dim {self.dim}")
         if not self._labels:
             return np.zeros((x.shape[0], 0))
+        return self._class_distances(x, self._current())
+
+    def _current(self) -> _Index:
         if self._cache is None:
-            self._cache = self._index(self._assign)
-        return self._class_distances(x, self._cache)
+            self._cache = self._index()
+        return self._cache
+
+    def similarities(self, vecs: np.ndarray) -> np.ndarray:
+        """(N, D) or (D,) → (N, C) the policy space's class similarities (see class_policy)."""
+        x = np.asarray(vecs, dtype=np.float32)
+        x = x[None] if x.ndim == 1 else x
+        if x.ndim != 2 or (self.dim is not None and x.shape[1] != self.dim):
+            raise ValueError(f"features of shape {np.shape(vecs)} do not match dim {self.dim}")
+        if not self._labels:
+            return np.zeros((x.shape[0], 0))
+        return self._current().space.similarities(x)
 
     # ----------------------------------------------------------------- learn / classify
     def learn(self) -> int:
-        """Refine the classes with the unlabelled samples; → epochs run, 0 if nothing changed.
+        """Refine the classes with the unlabelled samples; → rounds run, 0 if nothing changed.
 
-        Algorithm (our own; MaixPy's is closed source): constrained k-means seeded by the views.
-        Start with no sample assigned (centres = mean of views). Each epoch, for every sample,
-        compute its class distances (min over views and current centre); assign it to the
-        nearest class only when that distance is within ``max_distance`` and clearly nearer
-        than the runner-up (``d1 <= margin_ratio * d2``; a single class needs only the
-        distance test), else leave it unassigned. Recompute each centre as the mean of the
-        class's views and its assigned samples. Stop when the assignments do not change (at
-        most ``MAX_EPOCHS``). Views are never moved, so learning always restarts from them:
-        it is reversible and idempotent. The return value counts the epochs that changed the
-        assignments; it is 0 when there are no classes or samples, when no sample could be
-        assigned, or when the result equals what the last ``learn`` produced ("already
-        learned"). On COIL-20 1-shot with the other views as samples it lifts accuracy by about
-        3 points (see ``tools/eval_fewshot.py``).
+        Soft k-means in the policy's similarity space, seeded by the views, with a "none" option
+        at ``min_similarity`` (:func:`agent.vision.class_policy.learn_weights`). Views never move,
+        so learning restarts from them: reversible and idempotent. A sample's hard class (its
+        largest weight, unless "none" outweighs it) gives MaixPy's learned centre for the raw-L2
+        ranking: the mean of the class's views and its samples. Returns 0 when there are no
+        classes or samples, or when the result equals what the last ``learn`` produced.
         """
         if not self._labels or not self._samples:
             return 0
-        x = np.stack(self._samples)
-        assign = [UNKNOWN_ID] * len(self._samples)
-        epochs = 0
-        for _ in range(MAX_EPOCHS):
-            d = self._class_distances(x, self._index(assign))
-            best = d.argmin(axis=1)
-            d1 = d[np.arange(len(x)), best]
-            ok = d1 <= self.max_distance
-            if d.shape[1] > 1:
-                d2 = np.partition(d, 1, axis=1)[:, 1]
-                ok &= d1 <= self.margin_ratio * d2
-            new = [int(b) if k else UNKNOWN_ID for b, k in zip(best, ok, strict=True)]
-            if new == assign:
-                break
-            assign = new
-            epochs += 1
-        if assign == self._assign:
+        views = [np.stack(v) for v in self._views]
+        weights, rounds = learn_weights(views, self._stack(self._samples), self.policy.min_similarity)
+        old = self._weights
+        if np.allclose(weights, old, rtol=0.0, atol=1e-9):
             return 0
-        self._assign = assign
+        self._weights = weights
         self._cache = None
-        return epochs
+        return rounds
 
     def score(self, distance: float) -> float:
-        """0..1, monotone in the distance, 0.5 at ``max_distance`` (see the module docstring)."""
-        # 8 (d/m - 1), not (d - m) / (m / 8): m / 8 underflows to 0 for a subnormal m (fuzz found)
-        z = 8.0 * (distance / self.max_distance - 1.0)
-        return 0.0 if z > 700 else 1.0 / (1.0 + math.exp(z))
+        """The raw-distance score: 0..1, falls with the distance, 0.5 at ``max_distance``."""
+        return distance_score(distance, self.max_distance)
 
     def classify(self, vec: np.ndarray) -> ClassifyResult:
         """Rank every class by L2 distance, ascending; name the best unless beyond the threshold."""
         if not self._labels:
             return ClassifyResult(UNKNOWN_LABEL, UNKNOWN_ID, None, 0.0, [])
-        return self._result(self.distances(self._vec(vec, copy=False))[0])
+        v = self._vec(vec, copy=False)
+        return self._result(self.distances(v)[0], self.similarities(v)[0])
 
     def classify_batch(self, vecs: np.ndarray) -> list[ClassifyResult]:
         if not self._labels:
             return [ClassifyResult(UNKNOWN_LABEL, UNKNOWN_ID, None, 0.0, []) for _ in vecs]
-        return [self._result(row) for row in self.distances(vecs)]
+        rows = zip(self.distances(vecs), self.similarities(vecs), strict=True)
+        return [self._result(d, s) for d, s in rows]
 
-    def _result(self, row: np.ndarray) -> ClassifyResult:
+    def _result(self, row: np.ndarray, sims: np.ndarray) -> ClassifyResult:
         order = np.argsort(row, kind="stable")
         ranking = [(int(i), float(row[i])) for i in order]
-        cid, dist = ranking[0]
-        known = dist <= self.max_distance
+        cid, known, score = self.policy.decide(row, sims)
         return ClassifyResult(
             label=self._labels[cid] if known else UNKNOWN_LABEL,
             class_id=cid if known else UNKNOWN_ID,
-            distance=dist,
-            score=self.score(dist),
+            distance=float(row[cid]),
+            score=score,
             ranking=ranking,
+            similarity=float(sims[cid]),
         )
 
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
         """Plain arrays a store can save: labels, views (V, D) with their class ids, samples
-        (S, D) with their learned assignment. Restore with :meth:`from_state`."""
+        (S, D) with their learned class and (S, C) weights. Restore with :meth:`from_state`."""
         views = [v for vs in self._views for v in vs]
         return {
             "dim": self.dim,
@@ -353,18 +356,19 @@ class SelfLearnClassifier:
             "view_class": np.repeat(np.arange(len(self._labels)), self.view_counts()).astype(np.int32),
             "samples": self.sample_features(),
             "sample_class": self.assignments(),
+            "sample_weights": self._weights.copy(),
         }
 
     @classmethod
     def from_state(
         cls,
         state: Mapping[str, Any],
-        max_distance: float = DEFAULT_MAX_DISTANCE["mobilenet_v2"],
-        margin_ratio: float = DEFAULT_MARGIN_RATIO,
+        policy: ClassPolicy | None = None,
     ) -> SelfLearnClassifier:
-        """Rebuild from :meth:`state`; raises ``ValueError`` on inconsistent arrays."""
+        """Rebuild from :meth:`state`; raises ``ValueError`` on inconsistent arrays. Without
+        ``sample_weights`` each sample weighs 1 in its ``sample_class``."""
         dim = state.get("dim")
-        clf = cls(int(dim) if dim is not None else None, max_distance, margin_ratio)
+        clf = cls(int(dim) if dim is not None else None, policy=policy)
         labels = [str(s) for s in state.get("labels", [])]
         if len(set(labels)) != len(labels):
             raise ValueError("duplicate labels in classifier state")
@@ -384,6 +388,14 @@ class SelfLearnClassifier:
             raise ValueError("samples and sample_class do not match")
         for row in samples:
             clf.add_sample(row)
-        clf._assign = [int(a) if a >= 0 else UNKNOWN_ID for a in assign]
+        weights = state.get("sample_weights")
+        if weights is None:
+            weights = np.zeros((len(samples), len(labels)))
+            rows = np.flatnonzero(assign >= 0)
+            weights[rows, assign[rows]] = 1.0
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(samples), len(labels)) or not np.isfinite(weights).all():
+            raise ValueError("sample_weights do not match the samples and labels")
+        clf._weights = weights
         clf._cache = None
         return clf

@@ -45,8 +45,12 @@ def test_classifier_commands(make_agent: AgentFactory, client: TestClient, prefi
     assert data["label"] == "moto" and data["class_id"] == 0 and data["score"] > 0.5
     assert [c for c, _ in data["ranking"]] == [0, 1] and data["ranking"][0][1] <= data["ranking"][1][1]
     assert {"v", "dev", "seq", "ts", "w", "h"} <= set(data)
+    req("thresholds/set", {"classifier": {"policy": "max_distance"}})
     r = req("infer", {"pipeline": "classifier", "image": b64(images / "astronaut.png")})
     assert r["data"]["label"] == "unknown" and r["data"]["class_id"] == -1  # beyond max_distance
+    req(
+        "thresholds/set", {"classifier": {"policy": "similarity"}}
+    )  # the default (tests/integration/test_classifier_policy.py)
     assert req("classifier/add_sample", {"image": b64(images / "motorcycle_left.png"), "box": [0, 0, 300, 300]})["ok"]
     assert req("classifier/learn")["data"]["epochs"] >= 0
     listed = req("classifier/list")["data"]
