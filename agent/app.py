@@ -28,6 +28,8 @@ from agent.mqtt.client import MqttLink
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.mqtt.topics import Message, Route, TopicRegistry, Topics
 from agent.pipelines.classifier import ClassifierService
+from agent.pipelines.face_library import FaceLibrary
+from agent.pipelines.reembed import Reembed
 from agent.pipelines.registry import all_commands
 from agent.pipelines.track import TrackService
 from agent.services import Services
@@ -70,6 +72,8 @@ class Agent:
         self.engine = self.services.engine
         self.loader = self.services.loader
         self.track = self.services.get(TrackService)
+        self.face_library = self.services.get(FaceLibrary)
+        self.reembed = self.services.get(Reembed)
         self.context = Context(
             settings,
             self.device_id,
@@ -159,6 +163,7 @@ class Agent:
             refresh=s.homeassistant.refresh,
         )
         self.services.banks["faces"].on_change.append(ha.labels_changed)
+        self.reembed.on_progress.append(self.publish_state)
         self.controls.listeners.append(ha.on_controls)
         return ha
 
@@ -166,6 +171,7 @@ class Agent:
         """Periodic (state loop): identities that left while no frame came, HA mirrors' refresh."""
         if not self.controls.enabled("faces"):
             self.events.release_held()
+        self.face_library.ring.purge()  # retention also holds while no frame comes
         now = time.time()
         events = self.events.tick(now)
         self._emit_events(events)
@@ -233,6 +239,8 @@ class Agent:
                 **{name: bank.count() for name, bank in sorted(self.services.banks.items(), reverse=True)},
                 "samples": len(self.services.get(ClassifierService).samples),
             },
+            "review": self.face_library.state(),
+            "reembed": self.reembed.state(),
             **self.fleet_sync.state(),
             "pipeline_ms": dict(self.engine.timings_ms),
             "stages_ms": self.worker.times.medians_ms(),

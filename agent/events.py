@@ -6,6 +6,11 @@
   the first frame it is seen, and ``left`` once it has been unseen for ``debounce`` seconds. An
   identity that comes back sooner was never gone: no event. The labels come from the faces
   pipeline's per-track voting, so a single-frame misrecognition does not appear at all.
+  An unknown face that stays is put in the review queue; its result entry then carries an
+  ``unknown_id`` and ``queued`` is published once per id (``label: unknown``, ``unknown_id``,
+  ``track_id``, ``box``, ``similarity``), so that it can be enrolled later (``face/enrol
+  {label, unknown_id}``); ``appeared`` carries the ``unknown_id`` when its face already has one,
+  and ``left`` of ``unknown`` lists the ``unknown_ids`` seen while it was present.
 * ``class``: the classifier's answer ``changed`` once a new label has held for ``class_frames``
   consecutive frames (the first answer after start counts as a change from ``None``).
 * ``track``: the target was ``lost`` (state tracking → lost/searching) or ``found`` again
@@ -45,6 +50,7 @@ class _Presence:
     seq: int
     face: dict[str, Any] = field(default_factory=dict)
     count: int = 1
+    unknown_ids: list[str] = field(default_factory=list)
 
 
 def _round_box(box: Any) -> list[float]:
@@ -130,16 +136,44 @@ class EventDetector:
                 "similarity": round(float(best.get("similarity") or 0.0), 4),
                 "box": _round_box(best.get("box")),
                 "track_id": best.get("track_id"),
+                **({"unknown_id": best["unknown_id"]} if best.get("unknown_id") else {}),
             }
             p = self._present.get(label)
             if p is None:
-                self._present[label] = _Presence(label, ts, ts, seq or 0, info, len(faces))
+                p = self._present[label] = _Presence(label, ts, ts, seq or 0, info, len(faces))
                 events.append(self._event("face", seq, ts, type="appeared", label=label, count=len(faces), **info))
+                if "unknown_id" in info:
+                    p.unknown_ids.append(info["unknown_id"])
             else:
                 p.last_seen, p.seq, p.face, p.count = ts, seq or p.seq, info, len(faces)
+            events += self._queued(p, faces, seq, ts)
         if self.hold_last:
             self._held = set(seen)
         events += self._expire(ts, seq, set(seen))
+        return events
+
+    def _queued(self, p: _Presence, faces: list[dict[str, Any]], seq: int | None, ts: float) -> list[Event]:
+        """``queued`` for each unknown face whose review id is new in this presence."""
+        events = []
+        for face in faces:
+            uid = face.get("unknown_id")
+            if not uid or uid in p.unknown_ids:
+                continue
+            p.unknown_ids.append(uid)
+            events.append(
+                self._event(
+                    "face",
+                    seq,
+                    ts,
+                    type="queued",
+                    label=UNKNOWN,
+                    class_id=0,
+                    unknown_id=uid,
+                    track_id=face.get("track_id"),
+                    box=_round_box(face.get("box")),
+                    similarity=round(float(face.get("similarity") or 0.0), 4),
+                )
+            )
         return events
 
     def _expire(self, now: float, seq: int | None, seen: set[str]) -> list[Event]:
@@ -159,6 +193,7 @@ class EventDetector:
                     since=p.since,
                     last_seen=p.last_seen,
                     duration=round(p.last_seen - p.since, 3),
+                    **({"unknown_ids": p.unknown_ids} if p.unknown_ids else {}),
                 )
             )
         return events

@@ -41,15 +41,18 @@ class Services:
                 self.manifest.get(name)  # unknown model names fail at start, not on first use
         self.banks: dict[str, EntryBank] = {}
         self.by_name: dict[str, LiveService] = {}
+        extras: list[object] = []
         for p in PIPELINES:
             bank = None
             if p.bank is not None:
                 model = self.manifest.get(p.bank.model(s.models))
                 bank = EntryBank(p.bank.name, model.fingerprint, feature_dim(model), s.storage.dir, clock, device_id)
                 self.banks[p.bank.name] = bank
-            build = Build(self.loader, controls, s.models, s.storage.dir, s.limits.faces_per_frame, bank)
-            self.by_name[p.name] = p.service(build)
-        self.by_type: dict[type, object] = {type(svc): svc for svc in self.by_name.values()}
+            build = Build(self.loader, controls, s, bank)
+            service = p.service(build)
+            self.by_name[p.name] = service
+            extras.extend(p.companions(build, service))
+        self.by_type: dict[type, object] = {type(svc): svc for svc in [*self.by_name.values(), *extras]}
         self.engine = Engine(
             controls,
             self.by_name,

@@ -125,6 +125,15 @@ class FleetSettings(Section):
         return v
 
 
+class ReviewSettings(Section):
+    keep: int = Field(50, ge=0, le=10_000, description="unknown faces kept for review (face/unknowns); 0 = off")
+    retention_hours: float = Field(168.0, gt=0, description="a queued unknown face unseen this long is purged")
+
+
+class FacesSettings(Section):
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+
+
 class HomeAssistantSettings(Section):
     enabled: bool = Field(False, description="publish Home Assistant MQTT discovery and JSON mirrors")
     prefix: str = Field("homeassistant", description="discovery prefix (HA's birth message is {prefix}/status)")
@@ -200,6 +209,7 @@ class Settings(BaseSettings):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    faces: FacesSettings = Field(default_factory=FacesSettings)
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

@@ -34,6 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from agent.models import load_manifest  # noqa: E402
+from agent.vision.face_decision import DecisionRule  # noqa: E402
 from agent.vision.face_detect import Face  # noqa: E402
 from agent.vision.faces import (  # noqa: E402
     DEFAULT_MATCH,
@@ -125,7 +126,7 @@ def knn_test(pipe: FacePipeline, root: Path, bank: np.ndarray, labels: list[str]
     correct = total = extra_ok = extra = 0
     for name, who in TEST_FACES.items():
         frame = read(root / "knn_examples" / "test" / name)
-        res = pipe.recognise(frame, bank, labels, match_th=th)
+        res = pipe.recognise(frame, bank, labels, rule=DecisionRule(match=th))
         res = sorted(res[: len(who)], key=lambda r: r["box"][0] + r["box"][2] / 2)
         got = [(r["label"], r["similarity"]) for r in res]
         for r, want in zip(res, who, strict=False):
@@ -141,7 +142,7 @@ def knn_test(pipe: FacePipeline, root: Path, bank: np.ndarray, labels: list[str]
 
 def stranger(pipe: FacePipeline, root: Path, bank: np.ndarray, labels: list[str], th: float) -> None:
     for name in ("lin-manuel-miranda.png", "alex-lacamoire.png"):
-        res = pipe.recognise(read(root / name), bank, labels, match_th=th)
+        res = pipe.recognise(read(root / name), bank, labels, rule=DecisionRule(match=th))
         print(f"  {name}: " + ", ".join(f"{r['label']} (similarity {r['similarity']:.4f})" for r in res))
 
 
@@ -213,8 +214,8 @@ def video(pipe: FacePipeline, root: Path, th: float) -> None:
         if not ok:
             break
         frames += 1
-        voted = pipe.recognise(frame, bank, labels, match_th=th, tracks=tracks)
-        single = pipe.recognise(frame, bank, labels, match_th=th, tracks=shadow)
+        voted = pipe.recognise(frame, bank, labels, rule=DecisionRule(match=th), tracks=tracks)
+        single = pipe.recognise(frame, bank, labels, rule=DecisionRule(match=th), tracks=shadow)
         for kind, results in (("voted", voted), ("single-shot", single)):
             for r in results:
                 prev = last[kind].get(r["track_id"])

@@ -20,13 +20,22 @@ origin     str ``[A-Za-z0-9_.:-]{1,64}``: the agent that created the entry (the 
            the agent that wrote this version, e.g. the one that deleted it)
 deleted    bool; ``true`` marks a tombstone, which carries no vector
 sig        bin of 32 bytes (HMAC-SHA256) when the fleet has a key; ``nil`` or absent otherwise
+crop       *optional* bin: the sample's aligned face crop, a JPEG (``FF D8 FF`` …), at most
+           ``MAX_CROP_BYTES``; absent when there is none (old entries, MaixPy imports, class
+           vectors, tombstones: a tombstone never carries one)
+neg        *optional* bool, present only as ``true``: a *negative* example ("this is not
+           ``label``", ``face/reject``), which never names anyone; tombstones keep it
 =========  ============================================================================
 
-No other key is allowed.
+No other key is allowed. The two optional keys are left out of the map (and of the canonical
+bytes) when they hold nothing, so an entry without them encodes, and is signed, exactly as
+before they existed: old entries load, sync and verify unchanged. (An agent that predates them
+refuses entries that carry them, as ``bad_field``: a negative must never be read as a sample.)
 
 **Canonical encoding** (what the signature covers, and exactly what :meth:`BankEntry.encode`
 emits minus ``sig``): a msgpack map holding the nine fields other than ``sig``, with keys in
-ascending order of their UTF-8 bytes (``bank, deleted, dim, hlc, id, label, origin, v, vec``),
+ascending order of their UTF-8 bytes (``bank, [crop,] deleted, dim, hlc, id, label, [neg,] origin,
+v, vec``),
 packed with the msgpack spec's "new" types (``use_bin_type=True`` in msgpack-python): strings as
 str, ``vec`` as bin (empty bin for a tombstone, never nil), ``hlc`` as a 3-element array,
 ``deleted`` as true/false, and every integer in its shortest msgpack encoding (positive fixint,
@@ -63,10 +72,13 @@ __all__ = [
 VERSION = 1
 MAX_DIM = 65535
 MAX_LABEL_CHARS = 128
+MAX_CROP_BYTES = 48 << 10  # a 112x112 JPEG is 3-6 KiB; the entry as a whole must fit limits.bank_entry_bytes
+JPEG_MAGIC = b"\xff\xd8\xff"
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ORIGIN_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _F32 = np.dtype("<f4")
 _FIELDS = frozenset({"v", "id", "bank", "label", "vec", "dim", "hlc", "origin", "deleted"})
+_OPTIONAL = frozenset({"crop", "neg"})
 _MAX_STR_BYTES = 4 * MAX_LABEL_CHARS  # longest legal str: 128 chars of at most 4 UTF-8 bytes
 
 RejectReason = Literal[
@@ -79,6 +91,7 @@ RejectReason = Literal[
     "dim_mismatch",
     "bad_vector",
     "tombstone_with_vector",
+    "bad_crop",
     "unsigned",
     "bad_signature",
 ]
@@ -154,6 +167,21 @@ def _check_vector(vec: bytes, dim: int, deleted: bool) -> tuple[RejectReason, st
     return None
 
 
+def _check_extras(crop: object, neg: object, deleted: bool) -> tuple[RejectReason, str] | None:
+    """Why the optional ``crop`` / ``neg`` values are invalid, or ``None``."""
+    if not isinstance(neg, bool):
+        return "bad_field", "neg must be a bool"
+    if not isinstance(crop, bytes):
+        return "bad_field", "crop must be bytes"
+    if not crop:
+        return None
+    if deleted:
+        return "bad_crop", "a tombstone carries no crop"
+    if len(crop) > MAX_CROP_BYTES or not crop.startswith(JPEG_MAGIC):
+        return "bad_crop", f"crop must be a JPEG of at most {MAX_CROP_BYTES} bytes"
+    return None
+
+
 @dataclass(frozen=True)
 class BankEntry:
     """One version of one bank entry. Construction validates every field (``ValueError``).
@@ -171,6 +199,8 @@ class BankEntry:
     hlc: Stamp
     origin: str
     deleted: bool = False
+    crop: bytes = b""  # the aligned face crop (JPEG) the vector was computed from; b"" = none
+    neg: bool = False  # a negative example of ``label`` (face/reject)
 
     def __post_init__(self) -> None:
         problem = _check_fields(
@@ -184,7 +214,9 @@ class BankEntry:
             self.deleted,
         )
         if problem is None:
-            vec_problem = _check_vector(self.vec, self.dim, self.deleted)
+            vec_problem = _check_vector(self.vec, self.dim, self.deleted) or _check_extras(
+                self.crop, self.neg, self.deleted
+            )
             problem = vec_problem[1] if vec_problem else None
         if problem is not None:
             raise ValueError(problem)
@@ -192,18 +224,30 @@ class BankEntry:
     # ------------------------------------------------------------------ construction helpers
 
     @classmethod
-    def from_vector(cls, *, id: str, bank: str, label: str, vector: np.ndarray, hlc: Stamp, origin: str) -> BankEntry:
+    def from_vector(
+        cls,
+        *,
+        id: str,
+        bank: str,
+        label: str,
+        vector: np.ndarray,
+        hlc: Stamp,
+        origin: str,
+        crop: bytes = b"",
+        neg: bool = False,
+    ) -> BankEntry:
         """A live entry holding ``vector`` (1-D, converted to little-endian float32)."""
         vec = np.asarray(vector)
         if vec.ndim != 1:
             raise ValueError(f"vector must be 1-D, got shape {vec.shape}")
         with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> refused
             raw = vec.astype(_F32).tobytes()
-        return cls(id, bank, label, raw, int(vec.shape[0]), hlc, origin, False)
+        return cls(id, bank, label, raw, int(vec.shape[0]), hlc, origin, False, crop, neg)
 
     def tombstone(self, hlc: Stamp) -> BankEntry:
-        """The deletion of this entry, stamped ``hlc`` (same id, bank, label, dim, origin)."""
-        return BankEntry(self.id, self.bank, self.label, b"", self.dim, hlc, self.origin, True)
+        """The deletion of this entry, stamped ``hlc`` (same id, bank, label, dim, origin, neg;
+        no vector, no crop)."""
+        return BankEntry(self.id, self.bank, self.label, b"", self.dim, hlc, self.origin, True, b"", self.neg)
 
     def vector(self) -> np.ndarray:
         """The vector as a read-only native float32 copy (shape ``(0,)`` for a tombstone)."""
@@ -224,6 +268,8 @@ class BankEntry:
             "hlc": [self.hlc.wall_ms, self.hlc.counter, self.hlc.origin],
             "origin": self.origin,
             "deleted": self.deleted,
+            **({"crop": self.crop} if self.crop else {}),
+            **({"neg": True} if self.neg else {}),
         }
 
     def canonical(self) -> bytes:
@@ -285,7 +331,7 @@ class BankEntry:
         keys = set(obj)
         sig = obj.pop("sig", None)
         missing = _FIELDS - keys
-        extra = keys - _FIELDS - {"sig"}
+        extra = keys - _FIELDS - _OPTIONAL - {"sig"}
         if missing or extra:
             raise RejectedEntry("bad_field", f"missing {sorted(missing)}, unknown {sorted(map(str, extra))}")
         if not _is_int(version):
@@ -308,10 +354,13 @@ class BankEntry:
             raise RejectedEntry("bank_mismatch", f"entry is for bank {obj['bank']!r}")
         if obj["dim"] != expect_dim:
             raise RejectedEntry("dim_mismatch", f"entry has dim {obj['dim']}, the model has {expect_dim}")
-        vec_problem = _check_vector(vec, obj["dim"], deleted)
+        crop, neg = obj.get("crop", b""), obj.get("neg", False)
+        if ("crop" in obj and crop == b"") or ("neg" in obj and neg is False):
+            raise RejectedEntry("bad_field", "crop and neg are left out when empty / false, never sent so")
+        vec_problem = _check_vector(vec, obj["dim"], deleted) or _check_extras(crop, neg, deleted)
         if vec_problem is not None:
             raise RejectedEntry(*vec_problem)
-        entry = cls(*values, deleted)
+        entry = cls(*values, deleted, crop, neg)
         if key is not None:
             if sig is None:
                 raise RejectedEntry("unsigned", "the fleet has a key but the entry has no sig")

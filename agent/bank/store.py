@@ -14,6 +14,10 @@ ids are made from the creation stamp (``{wall_ms:012x}{counter:06x}{random}``), 
 creation order; labels are ordered by their earliest-created live entry and entries by id. A
 rename keeps the ids, so a renamed person keeps their class id (ordering by version stamp would
 move them to the end). Ids of another form (e.g. random ones) still give a fleet-wide order.
+
+Negative examples (``neg`` entries, ``face/reject``) live in the same bank and sync like the rest,
+but they are no samples: :meth:`live`, :meth:`labels` and :meth:`matrix` leave them out (a label
+with only negatives has no class id); :meth:`negatives` lists them.
 """
 
 from __future__ import annotations
@@ -104,13 +108,19 @@ class EntryBank:
             return list(self.entries.values())
 
     def live(self) -> list[BankEntry]:
-        """Live entries in the fleet-wide order: labels by their earliest-created entry, then by id."""
+        """Live samples (negatives left out) in the fleet-wide order: labels by their
+        earliest-created entry, then by id."""
         with self.lock:
-            live = sorted((e for e in self.entries.values() if not e.deleted), key=lambda e: e.id)
+            live = sorted((e for e in self.entries.values() if not e.deleted and not e.neg), key=lambda e: e.id)
         first: dict[str, int] = {}
         for i, e in enumerate(live):
             first.setdefault(e.label, i)
         return sorted(live, key=lambda e: (first[e.label], e.id))
+
+    def negatives(self) -> list[BankEntry]:
+        """Live negative examples, by id (creation order)."""
+        with self.lock:
+            return sorted((e for e in self.entries.values() if not e.deleted and e.neg), key=lambda e: e.id)
 
     def labels(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -125,11 +135,12 @@ class EntryBank:
         return np.stack([e.vector() for e in live]).astype(np.float32), [e.label for e in live]
 
     def count(self) -> dict[str, int]:
-        live = self.live()
+        live, negatives = self.live(), len(self.negatives())
         return {
             "entries": len(live),
             "labels": len({e.label for e in live}),
-            "tombstones": len(self.entries) - len(live),
+            "tombstones": len(self.entries) - len(live) - negatives,
+            **({"negatives": negatives} if negatives else {}),
         }
 
     # -- local changes (durable before they return) -----------------------------------------
@@ -158,7 +169,7 @@ class EntryBank:
         for cb in list(self.on_change):
             cb()
 
-    def _new(self, label: str, vector: np.ndarray) -> BankEntry:
+    def _new(self, label: str, vector: np.ndarray, crop: bytes = b"", neg: bool = False) -> BankEntry:
         stamp = self.clock.tick()
         return BankEntry.from_vector(
             id=new_entry_id(stamp),
@@ -167,6 +178,8 @@ class EntryBank:
             vector=np.asarray(vector, np.float32),
             hlc=stamp,
             origin=self.origin,
+            crop=crop,
+            neg=neg,
         )
 
     def add(self, label: str, vectors: Iterable[np.ndarray]) -> list[BankEntry]:
@@ -177,6 +190,18 @@ class EntryBank:
         """Several labelled vectors in one durable write (imports): all or nothing."""
         with self.lock:
             return self._commit_local([self._new(label, v) for label, v in items])
+
+    def add_samples(self, items: Iterable[tuple[str, np.ndarray, bytes, bool]]) -> list[BankEntry]:
+        """``(label, vector, crop JPEG or b"", negative?)`` items in one durable write."""
+        with self.lock:
+            return self._commit_local([self._new(label, v, crop, neg) for label, v, crop, neg in items])
+
+    def put(self, entries: Iterable[BankEntry]) -> list[BankEntry]:
+        """Store ready-made versions (ids kept; ``bank/reembed``) in one durable write, each
+        stamped now so that it wins over any older version of its id."""
+        with self.lock:
+            fresh = [dataclasses.replace(e, bank=self.name, hlc=self.clock.tick()) for e in entries]
+            return self._commit_local(fresh)
 
     def delete(self, predicate: Callable[[BankEntry], bool]) -> list[BankEntry]:
         with self.lock:

@@ -13,7 +13,7 @@ from agent.bank.store import EntryBank
 from agent.pipelines.loader import ModelLoader
 
 if TYPE_CHECKING:
-    from agent.settings import ModelsSettings
+    from agent.settings import ModelsSettings, Settings
 
 T = TypeVar("T")
 
@@ -59,10 +59,16 @@ class Build:
 
     loader: ModelLoader
     controls: LiveThresholds
-    models: ModelsSettings
-    state_dir: Path
-    max_faces: int
+    settings: Settings
     bank_or_none: EntryBank | None = None
+
+    @property
+    def models(self) -> ModelsSettings:
+        return self.settings.models
+
+    @property
+    def state_dir(self) -> Path:
+        return self.settings.storage.dir
 
     @property
     def bank(self) -> EntryBank:

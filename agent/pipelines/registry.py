@@ -2,23 +2,25 @@
 
 An entry says everything the rest of the agent needs to know about a pipeline: its name (the
 ``pipelines.{name}`` switch, ``infer``'s argument), its result kind (``maix/{dev}/result/{kind}``),
-its thresholds section and model, which models and bank it uses, its service factory, its
-commands and its Home Assistant controls. The engine, the worker's lanes, the settings, the live
-controls, Home Assistant discovery, the app and the CLI iterate over :data:`PIPELINES`; a new
-pipeline is its own module(s) plus one entry here.
+its thresholds section and model, which models and bank it uses, its service factory (and its
+companion services), its commands and its Home Assistant controls. The engine, the worker's
+lanes, the settings, the live controls, Home Assistant discovery, the app and the CLI iterate
+over :data:`PIPELINES`; a new pipeline is its own module(s) plus one entry here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.commands import classifier as classifier_commands
 from agent.commands import face as face_commands
+from agent.commands import face_library as face_library_commands
 from agent.commands import general_commands
 from agent.commands import track as track_commands
 from agent.commands.base import Command
+from agent.pipelines import face_library
 from agent.pipelines.classifier import ClassifierService, ClassifierThresholds
 from agent.pipelines.faces import FaceService, FaceThresholds
 from agent.pipelines.live import Build, LiveService
@@ -65,6 +67,7 @@ class Pipeline:
     models: Callable[[ModelsSettings], list[str]]
     service: Callable[[Build], LiveService]
     commands: Sequence[Command] = ()
+    companions: Callable[[Build, Any], Sequence[object]] = lambda _build, _service: ()  # more services
     bank: BankSpec | None = None
     aliases: tuple[str, ...] = ()  # other names infer accepts
     numbers: tuple[HaNumber, ...] = ()
@@ -99,7 +102,8 @@ PIPELINES: tuple[Pipeline, ...] = (
         "detect and recognise faces on every frame",
         lambda m: [m.face_detector, m.face_embedder],
         FaceService.build,
-        face_commands.COMMANDS,
+        (*face_commands.COMMANDS, *face_library_commands.COMMANDS),
+        companions=face_library.companions,
         bank=BankSpec("faces", lambda m: m.face_embedder),
         aliases=("face",),
         numbers=(HaNumber("match", "Face match threshold"), HaNumber("detect", "Face detect threshold")),

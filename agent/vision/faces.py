@@ -37,12 +37,15 @@ from typing import Any, Literal
 import numpy as np
 
 import fastpath
-from agent.vision.face_align import align_blob
+from agent.vision.face_align import align_blob, align_face
+from agent.vision.face_crops import embed_crop
+from agent.vision.face_decision import DEFAULT_MATCH, UNKNOWN, DecisionRule, confidence_of, decide, lead_of
 from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector
+from agent.vision.face_negatives import NegativeIndex, apply_negatives
+from agent.vision.face_quality import QualityLimits, measure, verdict
 from agent.vision.runtime import OnnxModel
 
-UNKNOWN = "unknown"
-DEFAULT_MATCH = 0.70
+__all__ = ["DEFAULT_MATCH", "UNKNOWN", "DecisionRule"]
 DEFAULT_DETECT = DEFAULT_SCORE
 DEFAULT_MAX_FACES = 32  # faces recognised per frame (limits.faces_per_frame)
 EMBED_DIM = 128
@@ -68,12 +71,23 @@ class Match:
     similarity: float  # 0.5 + 0.5 * cos of the best sample (0.0 for an empty bank)
     labels: list[str] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    confidence: float = 0.0  # calibrated probability that the best identity is right
+    quality: str | None = None  # why the face was too poor to judge (None: it was judged)
+    grey: bool = False  # the face had no colour (IR / night): judged with face.margin_grey
 
     def score_of(self, label: str) -> float:
         try:
             return float(self.scores[self.labels.index(label)])
         except ValueError:
             return 0.0
+
+    def confidence_of(self, label: str) -> float:
+        """The calibrated confidence that ``label`` is right for this face (0.0 if not enrolled)."""
+        try:
+            k = self.labels.index(label)
+        except ValueError:
+            return 0.0
+        return confidence_of(float(self.scores[k]), lead_of(self.scores, k))
 
 
 class BankIndex:
@@ -126,16 +140,23 @@ class BankIndex:
         np.maximum.at(per_label, self.label_of[cand], exact)
         return per_label
 
-    def match(self, embedding: np.ndarray, match_th: float = DEFAULT_MATCH) -> Match:
-        """MaixPy semantics: named when the best score > ``match_th``, else unknown / class 0."""
+    def match(
+        self,
+        embedding: np.ndarray,
+        rule: DecisionRule | float = DEFAULT_MATCH,
+        quality: str | None = None,
+        grey: bool = False,
+    ) -> Match:
+        """The decision of :mod:`agent.vision.face_decision` (a bare float is MaixPy's rule alone:
+        named when the best score > it); ``quality`` is the face's quality verdict, ``grey``
+        whether it has no colour."""
+        if not isinstance(rule, DecisionRule):
+            rule = DecisionRule(match=float(rule), margin=0.0, margin_grey=0.0)
         scores = self.scores(embedding)
-        if scores.size == 0:
-            return Match(UNKNOWN, 0, 0.0, self.labels, scores)
-        best = int(np.argmax(scores))
-        similarity = float(scores[best])
-        if similarity > match_th:
-            return Match(self.labels[best], best + 1, similarity, self.labels, scores)
-        return Match(UNKNOWN, 0, similarity, self.labels, scores)
+        d = decide(scores, rule, quality, grey)
+        if d.index >= 0:
+            return Match(self.labels[d.index], d.index + 1, d.similarity, self.labels, scores, d.confidence, None, grey)
+        return Match(UNKNOWN, 0, d.similarity, self.labels, scores, d.confidence, quality, grey)
 
 
 def label_scores(
@@ -150,11 +171,11 @@ def match(
     embedding: np.ndarray,
     bank_vectors: np.ndarray | None,
     bank_labels: Sequence[str],
-    match_th: float = DEFAULT_MATCH,
+    rule: DecisionRule | float = DEFAULT_MATCH,
 ) -> Match:
-    """MaixPy semantics: named when the best score > ``match_th``, else unknown / class 0.
-    (Matching many embeddings against one bank: build a :class:`BankIndex` once.)"""
-    return BankIndex(bank_vectors, bank_labels).match(embedding, match_th)
+    """The decision rule over one bank (a float: MaixPy's plain threshold). Matching many
+    embeddings against one bank: build a :class:`BankIndex` once."""
+    return BankIndex(bank_vectors, bank_labels).match(embedding, rule)
 
 
 def pick_for_enrol(
@@ -233,8 +254,10 @@ class FaceTracks:
             owner[bi] = self._tracks[ti]
         return owner
 
-    def update(self, boxes: Sequence[Box], labels: Sequence[str]) -> list[tuple[int, str]]:
+    def update(self, boxes: Sequence[Box], labels: Sequence[str | None]) -> list[tuple[int, str]]:
         """One frame's faces (box, single-shot label) → (track id, published label) for each.
+        A ``None`` label abstains (a face too poor to judge: it keeps its track alive and the
+        published label as it is, without voting ``unknown``).
 
         Call once per frame, also with no faces, so that unseen tracks age and expire.
         """
@@ -249,10 +272,11 @@ class FaceTracks:
                 self._next_id += 1
                 self._tracks.append(track)
             track.box, track.missed = box, 0
-            track.votes.append(label)
-            winner, count = Counter(track.votes).most_common(1)[0]
-            if count >= self.majority:
-                track.published = winner
+            if label is not None:
+                track.votes.append(label)
+                winner, count = Counter(track.votes).most_common(1)[0]
+                if count >= self.majority:
+                    track.published = winner
             seen.add(track.track_id)
             out.append((track.track_id, track.published))
         for track in self._tracks:
@@ -267,10 +291,13 @@ class FaceTracks:
 
 @dataclass(frozen=True)
 class FaceAnalysis:
-    """One frame's faces (best first) and each one's single-shot match."""
+    """One frame's faces (best first) and each one's single-shot match, embedding and aligned
+    crop (BGR, the embedder's input size)."""
 
     faces: list[Face]
     matches: list[Match]
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
 
 
 class FacePipeline:
@@ -308,6 +335,10 @@ class FacePipeline:
     def detect(self, frame: np.ndarray, score_th: float = DEFAULT_DETECT, nms_th: float | None = None) -> list[Face]:
         return self.detector.detect(frame, score_th, nms_th, self.max_faces)
 
+    def align(self, frame: np.ndarray, face: Face) -> np.ndarray:
+        """One face aligned onto the ArcFace template: the embedder's input picture (BGR)."""
+        return align_face(frame, face.points, self.align_size)
+
     def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The embedder's input for one face: aligned crop → NCHW float32."""
         spec = self.embedder.spec.input
@@ -316,9 +347,19 @@ class FacePipeline:
 
     def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """L2-normalised float32 embedding (128-d for SFace) of one detected face."""
-        vec = self.embedder(self.embed_blob(frame, face))[0].reshape(-1).astype(np.float32)
-        norm = float(np.linalg.norm(vec))
-        return vec / norm if norm > 0 else vec
+        return self.embed_crop(self.align(frame, face))
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        """L2-normalised float32 embedding of an aligned face crop (BGR, the embedder's input size)."""
+        return embed_crop(self.embedder, crop)
+
+    def judge(
+        self, face: Face, crop: np.ndarray, index: BankIndex, rule: DecisionRule, limits: QualityLimits
+    ) -> tuple[np.ndarray, Match]:
+        """Measure quality, embed and decide one aligned face: its embedding and its match."""
+        quality = measure(face.points, face.score, crop)
+        vec = self.embed_crop(crop)
+        return vec, index.match(vec, rule, verdict(quality, limits), quality.grey)
 
     def recognise(
         self,
@@ -327,7 +368,8 @@ class FacePipeline:
         bank_labels: Sequence[str],
         *,
         detect_th: float = DEFAULT_DETECT,
-        match_th: float = DEFAULT_MATCH,
+        rule: DecisionRule | None = None,
+        limits: QualityLimits | None = None,
         nms_th: float | None = None,
         tracks: FaceTracks | None = None,
     ) -> list[dict[str, Any]]:
@@ -335,7 +377,9 @@ class FacePipeline:
 
         With ``tracks`` (live stream) labels are voted per track; without, single-shot.
         """
-        found = self.analyse(frame, bank_vectors, bank_labels, detect_th=detect_th, match_th=match_th, nms_th=nms_th)
+        found = self.analyse(
+            frame, bank_vectors, bank_labels, detect_th=detect_th, rule=rule, limits=limits, nms_th=nms_th
+        )
         return self.entries(found, tracks)
 
     def analyse(
@@ -345,15 +389,23 @@ class FacePipeline:
         bank_labels: Sequence[str],
         *,
         detect_th: float = DEFAULT_DETECT,
-        match_th: float = DEFAULT_MATCH,
+        rule: DecisionRule | None = None,
+        limits: QualityLimits | None = None,
         nms_th: float | None = None,
+        negatives: NegativeIndex | None = None,
     ) -> FaceAnalysis:
         """Detect, embed and match one frame: the heavy part of :meth:`recognise`. It keeps no
         state, so frames may be analysed side by side; :meth:`entries` must then see them in
-        frame order."""
+        frame order. ``negatives`` (corrections) may turn a match ``unknown``
+        (:mod:`agent.vision.face_negatives`)."""
         faces = self.detect(frame, detect_th, nms_th)
         index = self.bank_index(bank_vectors, bank_labels)
-        return FaceAnalysis(faces, [index.match(self.embed(frame, f), match_th) for f in faces])
+        rule, limits = rule or DecisionRule(), limits or QualityLimits()
+        crops = [self.align(frame, f) for f in faces]
+        judged = [self.judge(f, c, index, rule, limits) for f, c in zip(faces, crops, strict=True)]
+        vectors = [v for v, _ in judged]
+        matches = apply_negatives([m for _, m in judged], vectors, negatives)
+        return FaceAnalysis(faces, matches, vectors, crops)
 
     def entries(self, found: FaceAnalysis, tracks: FaceTracks | None = None) -> list[dict[str, Any]]:
         """The result entries of an analysed frame, voted per track with ``tracks`` (stateful:
@@ -361,20 +413,21 @@ class FacePipeline:
         faces, matches = found.faces, found.matches
         labels = [m.label for m in matches]
         track_ids: list[int | None] = [None] * len(faces)
-        if tracks is not None:
-            voted = tracks.update([f.box for f in faces], labels)
+        if tracks is not None:  # a face too poor to judge abstains from its track's vote
+            voted = tracks.update([f.box for f in faces], [None if m.quality else m.label for m in matches])
             track_ids = [tid for tid, _ in voted]
             labels = [lb for _, lb in voted]
         results: list[dict[str, Any]] = []
         for face, m, label, tid in zip(faces, matches, labels, track_ids, strict=True):
-            class_id, similarity = m.class_id, m.similarity
+            class_id, similarity, confidence = m.class_id, m.similarity, m.confidence
             if label != m.label:  # the vote overrides this frame's single-shot answer
                 if label in m.labels:
                     class_id = m.labels.index(label) + 1
                     similarity = m.score_of(label)
+                    confidence = 0.0 if m.quality else m.confidence_of(label)  # a poor frame vouches for nothing
                 else:  # not confirmed yet, or the label left the bank
                     label, class_id = UNKNOWN, 0
-            results.append(face_entry(face, label, class_id, similarity, tid))
+            results.append(face_entry(face, label, class_id, similarity, tid, confidence, m.quality))
         return results
 
     def enrol_candidates(
@@ -385,19 +438,31 @@ class FacePipeline:
         pick: EnrolPick = "largest",
         *,
         detect_th: float = DEFAULT_DETECT,
-        match_th: float = DEFAULT_MATCH,
+        rule: DecisionRule | None = None,
+        limits: QualityLimits | None = None,
+        negatives: NegativeIndex | None = None,
     ) -> list[tuple[Face, np.ndarray]]:
-        """Faces (with their embeddings) that ``face/enrol`` should add for ``pick``."""
-        faces = self.detect(frame, detect_th)
+        """Faces (with their embeddings) that ``face/enrol`` should add for ``pick``
+        (``unknown``: faces the rule does not name, too poor ones excepted)."""
         if pick == "largest":
+            faces = self.detect(frame, detect_th)
             return [(faces[i], self.embed(frame, faces[i])) for i in pick_for_enrol(faces, pick)]
-        vectors = [self.embed(frame, f) for f in faces]
-        index = self.bank_index(bank_vectors, bank_labels)
-        matches = [index.match(v, match_th) for v in vectors]
-        return [(faces[i], vectors[i]) for i in pick_for_enrol(faces, pick, matches=matches)]
+        found = self.analyse(
+            frame, bank_vectors, bank_labels, detect_th=detect_th, rule=rule, limits=limits, negatives=negatives
+        )
+        picked = pick_for_enrol(found.faces, pick, matches=found.matches)
+        return [(found.faces[i], found.embeddings[i]) for i in picked if found.matches[i].quality is None]
 
 
-def face_entry(face: Face, label: str, class_id: int, similarity: float, track_id: int | None) -> dict[str, Any]:
+def face_entry(
+    face: Face,
+    label: str,
+    class_id: int,
+    similarity: float,
+    track_id: int | None,
+    confidence: float = 0.0,
+    quality: str | None = None,
+) -> dict[str, Any]:
     """One entry of the ``faces`` result list, in frame pixels."""
     x, y, w, h = face.box
     return {
@@ -407,5 +472,7 @@ def face_entry(face: Face, label: str, class_id: int, similarity: float, track_i
         "label": label,
         "class_id": class_id,
         "similarity": round(similarity, 4),
+        "confidence": round(confidence, 4),
+        "quality": quality,
         "track_id": track_id,
     }

@@ -10,6 +10,7 @@ import pytest
 
 from agent.models import Manifest
 from agent.vision.face_align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from agent.vision.face_quality import QualityLimits
 from agent.vision.faces import (
     DEFAULT_MATCH,
     UNKNOWN,
@@ -21,7 +22,7 @@ from agent.vision.faces import (
 )
 from agent.vision.runtime import OnnxModel
 
-KEYS = {"box", "score", "points", "label", "class_id", "similarity", "track_id"}
+KEYS = {"box", "score", "points", "label", "class_id", "similarity", "confidence", "quality", "track_id"}
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,29 @@ def test_recognise_with_tracks_votes_before_naming(
     assert len({r["track_id"] for r in got}) == 1 and got[0]["track_id"] is not None
 
 
+def test_confidence_and_quality_in_results(
+    pipe: FacePipeline, faces_dir: Path, bank: tuple[np.ndarray, list[str]]
+) -> None:
+    vectors, labels = bank
+    frame = read(faces_dir / "knn_examples" / "test" / "obama1.jpg")
+    (r,) = pipe.recognise(frame, vectors, labels)
+    assert r["label"] == "obama" and r["quality"] is None and r["confidence"] > 0.95
+    (s,) = pipe.recognise(read(faces_dir / "lin-manuel-miranda.png"), vectors, labels)
+    assert s["label"] == UNKNOWN and s["quality"] is None and s["confidence"] < 0.05
+    # a gate that finds every face too small: unknown with the reason, MaixPy similarity kept
+    tiny = QualityLimits(min_eyes=10_000)
+    (g,) = pipe.recognise(frame, vectors, labels, limits=tiny)
+    assert (g["label"], g["class_id"], g["quality"], g["confidence"]) == (UNKNOWN, 0, "small", 0.0)
+    assert g["similarity"] == r["similarity"]
+    # on a live stream poor frames abstain: a named track keeps its name through them
+    tracks = FaceTracks(window=5, majority=3)
+    for _ in range(3):
+        pipe.recognise(frame, vectors, labels, tracks=tracks)
+    for _ in range(4):
+        (v,) = pipe.recognise(frame, vectors, labels, limits=tiny, tracks=tracks)
+        assert (v["label"], v["quality"], v["confidence"]) == ("obama", "small", 0.0)
+
+
 def test_match_takes_the_best_sample_per_person() -> None:
     rng = np.random.default_rng(0)
     bank = rng.normal(size=(4, 128)).astype(np.float32)
@@ -186,7 +210,7 @@ def test_match_takes_the_best_sample_per_person() -> None:
     assert match(bank[2], 3.0 * bank, labels).similarity == pytest.approx(1.0, abs=1e-6)
     m = match(bank[3], bank, labels)
     assert (m.label, m.class_id) == ("cat", 3)
-    m = match(bank[1], bank, labels, match_th=1.0)  # score must be strictly above the threshold
+    m = match(bank[1], bank, labels, 1.0)  # score must be strictly above the threshold
     assert (m.label, m.class_id) == (UNKNOWN, 0) and m.similarity == pytest.approx(1.0, abs=1e-6)
 
 

@@ -1,0 +1,90 @@
+"""Face quality gate: is a detected face good enough to be judged at all?
+
+A face that is too small, too blurred or too weakly detected gives an embedding that lands
+anywhere, and naming it is a guess. Such a face is published ``unknown`` with a ``quality``
+reason (a short string) instead, and it does not vote in a face track.
+
+The measures, each cheap (no model run):
+
+- ``eyes``: distance between the two eye landmarks in frame pixels (the face's scale; a 112x112
+  aligned crop has 35 px between the eyes, so below ~16 px the crop is an up-scaled blur);
+- ``sharpness``: variance of the Laplacian of the aligned crop's grey centre (cheeks, eyes,
+  nose, mouth), the classic focus measure (Pech-Pacheco et al. 2000);
+- ``detect``: the detector's score.
+
+- ``grey``: the crop has (almost) no colour (IR / night cameras, grey photos): mean
+  ``max(B,G,R) - min(B,G,R)`` over the face below ``GREY_CHROMA``. Grey faces are judged, but
+  strangers come closer to enrolled people on them, so the decision rule asks a larger lead over
+  the second-best identity (``face.margin_grey``).
+Defaults (``tools/eval_faces_open.py``): on faces_open every photo of the three datasets passes
+(the smallest LFW face has ~30 px between the eyes, the blurriest crop a sharpness well above the
+limit), so the gate never costs a known face there; it catches faces a camera sees from afar or
+in motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+DEFAULT_MIN_EYES = 16.0  # px between the eyes in the frame
+DEFAULT_MIN_SHARPNESS = 12.0  # Laplacian variance of the aligned 112x112 crop's centre
+DEFAULT_MIN_DETECT = 0.0  # extra detector-score floor for naming (face.detect already filters)
+GREY_CHROMA = 6.0  # faces_open: grey photos measure 0, the least colourful colour photo 9
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The measures of one face."""
+
+    eyes: float
+    sharpness: float
+    detect: float
+    grey: bool = False
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    min_eyes: float = DEFAULT_MIN_EYES
+    min_sharpness: float = DEFAULT_MIN_SHARPNESS
+    min_detect: float = DEFAULT_MIN_DETECT
+
+
+def sharpness(crop: np.ndarray) -> float:
+    """Variance of the Laplacian over the centre of an aligned face crop (BGR or grey)."""
+    grey = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape[:2]
+    core = grey[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
+    return float(cv2.Laplacian(core, cv2.CV_64F).var())
+
+
+def chroma(crop: np.ndarray) -> float:
+    """Mean ``max(B,G,R) - min(B,G,R)`` over the centre of an aligned crop (0 for grey)."""
+    if crop.ndim == 2 or crop.shape[2] == 1:
+        return 0.0
+    h, w = crop.shape[:2]
+    core = crop[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
+    return float((core.max(axis=2).astype(np.int16) - core.min(axis=2)).mean())
+
+
+def measure(points: np.ndarray, detect_score: float, crop: np.ndarray) -> Quality:
+    """The quality measures of one face: its 5 landmarks (frame pixels), detector score and
+    aligned crop."""
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    eyes = float(np.linalg.norm(pts[0] - pts[1]))
+    grey = chroma(crop) < GREY_CHROMA
+    return Quality(eyes=eyes, sharpness=sharpness(crop), detect=float(detect_score), grey=grey)
+
+
+def verdict(quality: Quality, limits: QualityLimits) -> str | None:
+    """``None`` when the face can be judged, else the reason: ``small``, ``blurred`` or
+    ``weak detection`` (the first that applies)."""
+    if quality.eyes < limits.min_eyes:
+        return "small"
+    if quality.sharpness < limits.min_sharpness:
+        return "blurred"
+    if quality.detect < limits.min_detect:
+        return "weak detection"
+    return None

@@ -1,0 +1,113 @@
+"""The open-set decision rule and the quality gate (synthetic scores and crops)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.vision.face_align import align_face
+from agent.vision.face_decision import DecisionRule, confidence_of, decide
+from agent.vision.face_quality import GREY_CHROMA, Quality, QualityLimits, chroma, measure, sharpness, verdict
+from agent.vision.faces import UNKNOWN, BankIndex, FaceTracks, match
+
+RULE = DecisionRule(match=0.70, margin=0.07, margin_grey=0.10)
+
+
+def test_named_when_above_match_and_ahead_of_the_second() -> None:
+    d = decide(np.array([0.60, 0.85, 0.72], np.float32), RULE)
+    assert (d.index, d.best, d.quality) == (1, 1, None)
+    assert d.similarity == pytest.approx(0.85)
+
+
+def test_close_second_makes_it_unknown() -> None:
+    d = decide(np.array([0.80, 0.76], np.float32), RULE)  # lead 0.04 < margin 0.07
+    assert d.index == -1 and d.best == 0 and d.similarity == pytest.approx(0.80)
+    assert decide(np.array([0.80, 0.76], np.float32), DecisionRule(0.70, 0.0)).index == 0  # MaixPy
+
+
+def test_at_or_below_match_is_unknown() -> None:
+    assert decide(np.array([0.70, 0.40], np.float32), RULE).index == -1  # strictly above (MaixPy)
+    assert decide(np.array([0.7001, 0.40], np.float32), RULE).index == 0
+
+
+def test_one_identity_has_no_margin() -> None:
+    assert decide(np.array([0.75], np.float32), RULE).index == 0
+    assert decide(np.array([0.69], np.float32), RULE).index == -1
+
+
+def test_grey_faces_need_the_grey_margin_never_less_than_margin() -> None:
+    scores = np.array([0.80, 0.72], np.float32)  # lead 0.08
+    assert decide(scores, RULE, grey=False).index == 0
+    assert decide(scores, RULE, grey=True).index == -1
+    assert decide(np.array([0.83, 0.72], np.float32), RULE, grey=True).index == 0
+    wide = DecisionRule(match=0.70, margin=0.12, margin_grey=0.08)
+    assert decide(np.array([0.83, 0.72], np.float32), wide, grey=True).index == -1
+
+
+def test_quality_reason_makes_it_unknown_with_no_confidence() -> None:
+    d = decide(np.array([0.95, 0.40], np.float32), RULE, quality="blurred")
+    assert d.index == -1 and d.quality == "blurred" and d.confidence == 0.0
+    assert d.similarity == pytest.approx(0.95)  # MaixPy's similarity stays the best score
+
+
+def test_empty_bank() -> None:
+    d = decide(np.zeros(0, np.float32), RULE)
+    assert (d.index, d.best, d.similarity, d.confidence) == (-1, -1, 0.0, 0.0)
+
+
+def test_confidence_is_monotonic_and_bounded() -> None:
+    sims = np.linspace(0.4, 1.0, 61)
+    conf = [confidence_of(float(s), 0.1) for s in sims]
+    assert all(0.0 <= c <= 1.0 for c in conf) and conf == sorted(conf)
+    assert confidence_of(0.9, 0.2) > 0.99 and confidence_of(0.6, 0.01) < 0.01
+    assert confidence_of(0.75, 0.02) < confidence_of(0.75, 0.15)  # a clear lead is surer
+    assert 0.0 < confidence_of(0.72, None) < 1.0
+
+
+def test_match_publishes_confidence_and_quality() -> None:
+    rng = np.random.default_rng(1)
+    bank = rng.normal(size=(3, 128)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    labels = ["ann", "bob", "cat"]
+    m = match(bank[1], bank, labels, RULE)
+    assert m.label == "bob" and m.confidence > 0.99 and m.quality is None
+    assert m.confidence_of("bob") == pytest.approx(m.confidence) and m.confidence_of("zed") == 0.0
+    gated = BankIndex(bank, labels).match(bank[1], RULE, "small")
+    assert (gated.label, gated.class_id, gated.quality, gated.confidence) == (UNKNOWN, 0, "small", 0.0)
+
+
+def test_gate_reasons() -> None:
+    limits = QualityLimits(min_eyes=16, min_sharpness=12, min_detect=0.5)
+    assert verdict(Quality(40, 100, 0.9), limits) is None
+    assert verdict(Quality(10, 100, 0.9), limits) == "small"
+    assert verdict(Quality(40, 5, 0.9), limits) == "blurred"
+    assert verdict(Quality(40, 100, 0.3), limits) == "weak detection"
+
+
+def test_blur_and_grey_measures_on_a_real_face(eval_dir: Path) -> None:
+    image = cv2.imread(str(eval_dir / "faces_open" / "lfw_deepfunneled" / "Colin_Powell" / "Colin_Powell_0001.jpg"))
+    assert image is not None
+    # the deep-funneled LFW face sits at the centre: template-like landmarks around it
+    points = np.array([[105, 115], [145, 115], [125, 140], [108, 160], [142, 160]], np.float32)
+    crop = align_face(image, points)
+    sharp = sharpness(crop)
+    blurred = cv2.GaussianBlur(crop, (0, 0), 4)
+    assert sharp > 12 > sharpness(blurred)
+    q = measure(points, 0.99, crop)
+    assert q.eyes == pytest.approx(40.0) and not q.grey and chroma(crop) > GREY_CHROMA
+    grey = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    assert measure(points, 0.99, grey).grey and chroma(grey) == 0.0
+    assert verdict(measure(points, 0.99, blurred), QualityLimits()) == "blurred"
+
+
+def test_poor_faces_abstain_from_the_track_vote() -> None:
+    tracks = FaceTracks(window=5, majority=3)
+    box = (10.0, 10.0, 50.0, 50.0)
+    for _ in range(3):
+        tracks.update([box], ["ann"])
+    for _ in range(5):  # a run of blurred frames: the track stays ann
+        ((_, published),) = tracks.update([box], [None])
+        assert published == "ann"
