@@ -208,6 +208,7 @@ class Agent:
                 "segmenter": s.models.segmenter,
                 "tracker": s.models.tracker,
             },
+            "engines": self.loader.report(),
             "commands": sorted(f"{c.family}/{c.name}" if c.name else c.family for c in self.router.commands.values()),
             "uptime": round(time.time() - self.started_at, 1),
         }
@@ -225,6 +226,7 @@ class Agent:
             "pipelines": self.controls.pipelines.model_dump(),
             "thresholds": self.controls.thresholds.model_dump(),
             "models": self.info()["models"],
+            "engines": self.loader.report(),
             "fastpath": self.fastpath,
             "fps": round(self.worker.fps, 2),
             "frame_ms": round(self.worker.last_ms, 2),

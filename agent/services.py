@@ -12,6 +12,7 @@ from agent.bank.clock import HLC
 from agent.bank.store import EntryBank
 from agent.controls import Controls
 from agent.models import Manifest, ModelSpec, load_manifest
+from agent.models.tune import default_cache, plan
 from agent.pipelines.engine import Engine
 from agent.pipelines.live import Build, LiveService
 from agent.pipelines.loader import ModelLoader
@@ -29,16 +30,40 @@ def feature_dim(spec: ModelSpec) -> int:
     raise ValueError(f"manifest entry {spec.name} has no fixed feature length")
 
 
+def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
+    """The loader of ``s``: each model the config uses on its planned engine and threads
+    (``models.engine``; ``auto`` measures on first start, see ``agent.models.tune``). Unknown model
+    names, in the config or in a ``models.engine`` map, raise ``ConfigError``."""
+    engine = s.models.engine
+    loader = ModelLoader(
+        manifest,
+        s.models.dir,
+        s.model_threads(),
+        s.models.spin,
+        one_thread=s.one_thread_roles(),
+        engine=engine if isinstance(engine, str) and engine != "auto" else "onnxruntime",
+    )
+    names = s.models_in_use()
+    for name in (*names, *(engine if isinstance(engine, dict) else {})):
+        manifest.get(name)
+    loader.choices = plan(
+        manifest,
+        names,
+        engine,
+        s.engine_threads(),
+        loader.default_threads,
+        models_dir=s.models.dir,
+        eval_dir=s.tune_images(),
+        cache_path=s.models.tune_cache or default_cache(),
+    )
+    return loader
+
+
 class Services:
     def __init__(self, settings: Settings, controls: Controls, clock: HLC, device_id: str) -> None:
         s = settings
         self.manifest: Manifest = load_manifest(s.models.manifest)
-        self.loader = ModelLoader(
-            self.manifest, s.models.dir, s.model_threads(), s.models.spin, one_thread=s.one_thread_roles()
-        )
-        for p in PIPELINES:
-            for name in p.models(s.models):
-                self.manifest.get(name)  # unknown model names fail at start, not on first use
+        self.loader = build_loader(s, self.manifest)  # unknown model names fail here, at start
         self.banks: dict[str, EntryBank] = {}
         self.by_name: dict[str, LiveService] = {}
         extras: list[object] = []

@@ -51,6 +51,9 @@ class DeviceSettings(Section):
         return v
 
 
+EngineName = Literal["auto", "onnxruntime", "opencv"]
+
+
 class ModelsSettings(Section):
     dir: Path = Field(Path("models"), description="folder holding the model files")
     manifest: Path | None = Field(None, description="model manifest (default: the one shipped with the agent)")
@@ -65,6 +68,18 @@ class ModelsSettings(Section):
         False,
         description="let onnxruntime's worker threads spin between runs (threads > 1 only): a little less "
         "wake-up latency on otherwise idle cores, CPU taken from the other pipelines, the source and MQTT",
+    )
+    engine: EngineName | dict[str, EngineName] = Field(
+        "auto",
+        description="inference engine: auto (the fastest on this machine whose results match onnxruntime's, "
+        "measured by `maix-agent models tune` or on first start, cached) | onnxruntime | opencv; or a map "
+        "model name -> engine (models not named: auto)",
+    )
+    tune_cache: Path | None = Field(
+        None, description="the tuning measurements (default: ~/.cache/maix-agent/engines.json; per machine)"
+    )
+    tune_images: Path | None = Field(
+        None, description="evaluation images tuning runs on (default: ../shared/eval beside the working dir or repo)"
     )
     features: str = Field("mobilenet_v2", description="classifier feature model: mobilenet_v2 | efficientnet_lite0")
     face_detector: str = Field("retinaface", description="face detector: retinaface | yunet")
@@ -240,6 +255,29 @@ class Settings(BaseSettings):
         if self.models.threads is not None:
             return frozenset()
         return frozenset({"tracker_backbone", "tracker_head"})
+
+    def engine_threads(self) -> tuple[int, ...]:
+        """Thread counts a tuned choice may use: ``models.threads`` when set, 1 in throughput mode
+        (lanes run side by side) or with spinning pools side by side, else 1 or 2."""
+        if self.models.threads is not None:
+            return (self.models.threads,)
+        if self.performance.mode == "throughput" or (self.models.spin and self.performance.workers > 1):
+            return (1,)
+        return (1, 2)
+
+    def models_in_use(self) -> list[str]:
+        """The manifest names of every model the configured pipelines can run."""
+        return [name for p in PIPELINES for name in p.models(self.models)]
+
+    def tune_images(self) -> Path:
+        """``models.tune_images``, else the first ``shared/eval`` beside the working dir or the repo."""
+        if self.models.tune_images is not None:
+            return self.models.tune_images
+        repo = Path(__file__).resolve().parents[1]
+        for candidate in (Path.cwd().parent / "shared" / "eval", repo.parent / "shared" / "eval"):
+            if candidate.is_dir():
+                return candidate
+        return repo.parent / "shared" / "eval"
 
     def lane_threads(self) -> int:
         """Frames a throughput lane works on at once: ``performance.parallel``, else one per CPU

@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
+from agent.models.tune import TuneCache, choose, default_cache, tune
 from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor, preprocess
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import load_model
 from agent.vision.segment import Segmenter
 from benchmarks.common import EVAL, MODELS, Handover, Row, alternate, load_bgr, med, ms, report
 
@@ -35,13 +36,17 @@ CLASS_PHOTOS = ("motorcycle_left.png", "coffee.png", "chelsea.png", "rocket.jpg"
 def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     fastpath.set_implementation("cython")
     manifest = load_manifest()
-    seg = Segmenter(OnnxModel(manifest.get("yolov8n_seg"), MODELS, threads))
+    # each model on the engine the agent chooses on this machine at ``threads`` threads a model
+    names = ("yolov8n_seg", "mobilenet_v2")
+    tunes = tune(manifest, names, MODELS, EVAL, TuneCache(default_cache()), progress=lambda line: print("  " + line))
+    choice = choose(tunes, (threads,))
+    seg = Segmenter(load_model(manifest.get(names[0]), MODELS, choice[names[0]].engine, threads))
     handover = Handover(load_bgr(EVAL / "images" / "bus.jpg", (640, 480)))
     frame = handover.frame  # for the setup; the cases read handover.frame
     blob, _ = seg.preprocess(frame)
     n_objects = len(seg.segment(frame, score_th=0.4))
 
-    extractor = FeatureExtractor(OnnxModel(manifest.get("mobilenet_v2"), MODELS, threads))
+    extractor = FeatureExtractor(load_model(manifest.get(names[1]), MODELS, choice[names[1]].engine, threads))
     clf = SelfLearnClassifier(extractor.dim, 14.0)
     for name in CLASS_PHOTOS:
         clf.add_class(name.split(".")[0], extractor.extract(load_bgr(EVAL / "images" / name)))
@@ -60,7 +65,8 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     rows = [
         Row(
             "segment",
-            f"YOLOv8n-seg 320, 640x480 ({n_objects} objects): decode, NMS, masks, polygons, result vs model",
+            f"YOLOv8n-seg 320 ({choice[names[0]].engine}), 640x480 ({n_objects} objects): decode, NMS, masks, "
+            "polygons, result vs model",
             ms(m["segment"]),
             ms(m["segment model"]),
             r_seg,
@@ -69,7 +75,8 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         ),
         Row(
             "classifier",
-            f"MobileNetV2 224, 640x480 centre crop, {len(CLASS_PHOTOS)} classes → result vs model",
+            f"MobileNetV2 224 ({choice[names[1]].engine}), 640x480 centre crop, {len(CLASS_PHOTOS)} classes → "
+            "result vs model",
             ms(m["classify"]),
             ms(m["classify model"]),
             r_cls,
@@ -77,7 +84,14 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             r_cls <= 1.10,
         ),
     ]
-    return rows, {"median_ms": m, "threads": threads, "rounds": rounds, "segment_objects": n_objects}
+    engines = {n: c.as_dict() for n, c in choice.items()}
+    return rows, {
+        "median_ms": m,
+        "threads": threads,
+        "rounds": rounds,
+        "segment_objects": n_objects,
+        "engines": engines,
+    }
 
 
 def main() -> None:

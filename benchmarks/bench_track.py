@@ -8,7 +8,7 @@ re-initialised; ``--passes`` runs of the whole video. Per frame, in an order shu
 default (NanoTrack v2 + the template check, ``verify``), the same without the check, NanoTrack's
 own networks alone (search backbone + head on a prepared crop), ``cv2.TrackerNano`` (same v2
 files), and, reported, the agent's tracker on NanoTrack v3 and v3's networks alone. The peers use
-``--threads``; the agent's trackers the thread count the agent gives NanoTrack (one). Mean IoU over
+``--threads``; the agent's trackers the engines and threads the agent chooses (``models tune``). Mean IoU over
 frames 2..196 for the trackers. Median per frame. Each frame is copied before its steps, as the
 agent's frame source hands over a frame it has just decoded (the list of 196 decoded frames would
 otherwise start every step from DRAM). Writes benchmarks/results/bench_track.json.
@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
+from agent.models.tune import TuneCache, choose, default_cache, tune
 from agent.settings import Settings
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model, OnnxModel, load_model
 from agent.vision.track import Box, NanoTracker, TrackParams, crop_square
 from benchmarks.common import EVAL, MODELS, Row, med, ms, report
 from tools.eval_track import iou, load_sequence
@@ -50,12 +51,24 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         return (OnnxModel(manifest.get(f"nanotrack_{version}_backbone"), MODELS, n),
                 OnnxModel(manifest.get(f"nanotrack_{version}_head"), MODELS, n))  # fmt: skip
 
-    # the peers run on ``threads``; the agent's trackers on what the agent gives NanoTrack
-    # (Settings.one_thread_roles: one thread, faster than two for these ~1 ms networks)
+    # the peers run on ``threads``; the agent's trackers on the engines and threads the agent
+    # chooses on this machine (its tuning cache, measured now when missing or stale)
     pairs = {v: sessions(v, threads) for v in ("v2", "v3")}
-    agent_threads = 1 if "tracker_backbone" in Settings.model_validate({}).one_thread_roles() else threads
-    # the same sessions when the thread counts agree (no second copy of the weights in the caches)
-    mine = pairs if agent_threads == threads else {v: sessions(v, agent_threads) for v in ("v2", "v3")}
+    names = tuple(f"nanotrack_{v}_{part}" for v in ("v2", "v3") for part in ("backbone", "head"))
+    tunes = tune(manifest, names, MODELS, EVAL, TuneCache(default_cache()), progress=lambda line: print("  " + line))
+    choice = choose(tunes, Settings.model_validate({}).engine_threads())
+
+    def chosen(version: str) -> tuple[Model, Model]:
+        models = []
+        for part in ("backbone", "head"):
+            c = choice[f"nanotrack_{version}_{part}"]
+            same = c.engine == "onnxruntime" and c.threads == threads  # no second copy of the weights
+            models.append(pairs[version][part == "head"] if same else load_model(
+                manifest.get(f"nanotrack_{version}_{part}"), MODELS, c.engine, c.threads))  # fmt: skip
+        return models[0], models[1]
+
+    mine = {v: chosen(v) for v in ("v2", "v3")}
+    cv2.setNumThreads(threads)  # an OpenCV model loaded above set the process-wide count: the peer's
     times: dict[str, list[float]] = defaultdict(list)
     ious: dict[str, list[float]] = defaultdict(list)
     live: dict[str, Any] = {}  # this pass's trackers, by result key
@@ -162,7 +175,8 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             m["opencv"] / m["agent"],
             ">= 1.5x, IoU >=",
             m["opencv"] / m["agent"] >= 1.5 and miou["agent"] >= miou["opencv"],
-            note=f"check off: {m['opencv'] / m['agent no verify']:.2f}x",
+            note=f"check off: {m['opencv'] / m['agent no verify']:.2f}x; the agent's NanoTrack v2: "
+            + ", ".join(f"{p} {c.engine}/{c.threads}" for p, c in choice.items() if "_v2_" in p),
         ),
         vs_nets(
             "agent v3",
@@ -177,7 +191,7 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         "mean_iou": miou,
         "passes": passes,
         "threads": threads,
-        "agent_threads": agent_threads,
+        "agent_engines": {n: c.as_dict() for n, c in choice.items()},
     }
 
 

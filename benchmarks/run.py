@@ -1,6 +1,6 @@
 """Run every benchmark against its named peer and print the results table (``make bench``).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only preprocess bank faces track pipelines agent framepath]
+    .venv/bin/python benchmarks/run.py [--quick] [--only preprocess bank faces frame track pipelines agent framepath]
                                        [--threads N]
 
 Each section runs its contenders alternately in the same process and reports medians (see the
@@ -27,6 +27,7 @@ from benchmarks import (
     bench_agent,
     bench_bank,
     bench_faces,
+    bench_frame,
     bench_framepath,
     bench_pipelines,
     bench_preprocess,
@@ -34,7 +35,7 @@ from benchmarks import (
 )
 from benchmarks.common import RESULTS, Row, machine
 
-SECTIONS = ("preprocess", "bank", "faces", "track", "pipelines", "agent", "framepath")
+SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent", "framepath")
 
 
 def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[str, Any]]:
@@ -43,7 +44,9 @@ def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[
     if name == "bank":
         return bench_bank.run(20 if quick else 80)
     if name == "faces":
-        return bench_faces.run(15 if quick else 60, threads)
+        return bench_faces.run(15 if quick else 60, (1, 2))  # the bars are at 1 and at 2 threads
+    if name == "frame":
+        return bench_frame.run(10 if quick else 40)
     if name == "track":
         return bench_track.run(1 if quick else 2, threads)
     if name == "pipelines":

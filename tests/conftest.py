@@ -7,6 +7,7 @@ Missing models or eval data are a failure, never a skip: `make test` fetches the
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,27 @@ from agent.models import Manifest, load_manifest
 from agent.models.fetch import verify
 
 REPO = Path(__file__).resolve().parents[1]
+# Every agent a test starts (in process or as a subprocess) runs its models on onnxruntime, with
+# one tuning cache for the whole session: no agent start pays a tuning run, and a test that asks
+# for `auto` (tests/accuracy) tunes once per session, not against the user's own cache.
+ENGINE_ENV = {
+    "MAIX_AGENT_MODELS__ENGINE": "onnxruntime",
+    "MAIX_AGENT_MODELS__TUNE_CACHE": str(Path(tempfile.mkdtemp(prefix="maix-tune-")) / "engines.json"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for k, v in ENGINE_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def engine_env(engine: str | None = None) -> dict[str, str]:
+    """The engine settings of the test session (for subprocess environments built from scratch);
+    ``engine`` overrides ``models.engine``."""
+    env = {k: os.environ.get(k, v) for k, v in ENGINE_ENV.items()}
+    if engine is not None:
+        env["MAIX_AGENT_MODELS__ENGINE"] = engine
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate the config; print every error").set_defaults(fn=cmd_check_config)
     sub.add_parser("print-config", help="print the effective config (secrets masked)").set_defaults(fn=cmd_print_config)
 
-    m = sub.add_parser("models", help="fetch, list or verify model files")
-    m.add_argument("action", choices=["fetch", "list", "verify"])
+    m = sub.add_parser("models", help="fetch, list, verify model files; tune: choose each model's engine")
+    m.add_argument("action", choices=["fetch", "list", "verify", "tune"])
+    m.add_argument("--show", action="store_true", help="tune: print the cached measurements, measure nothing")
+    m.add_argument("--all", action="store_true", help="tune: every model of the manifest (default: the config's)")
     m.add_argument("names", nargs="*", help="model names (default: all)")
     m.add_argument("--from", dest="mirror", default=None, help="mirror folder or http(s) URL base")
     m.set_defaults(fn=cmd_models)

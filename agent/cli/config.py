@@ -6,14 +6,17 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from agent.cli.common import REPO, settings_of, setup_logging
-from agent.errors import ConfigError
-from agent.models import load_manifest
+from agent.errors import ConfigError, ModelError
+from agent.models import Manifest, load_manifest
 from agent.models.fetch import fetch, verify
+from agent.models.tune import TuneCache, choose, default_cache, key, tune
 from agent.pipelines.registry import PIPELINES
-from agent.settings import masked_dump
+from agent.settings import Settings, masked_dump
+from agent.vision.runtime import ENGINES
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,9 +81,51 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{v.status}: {v.path}", file=sys.stderr)
         print(f"{len(manifest.models) - len(bad)}/{len(manifest.models)} models ok in {models_dir}")
         return 1 if bad else 0
+    if args.action == "tune":
+        return cmd_tune(args, settings, manifest)
     mirror = args.mirror or default_mirror()
     if not mirror:
         print("error: no mirror: pass --from DIR|URL or set MAIX_AGENT_MODELS_MIRROR", file=sys.stderr)
         return 1
     fetch(manifest, mirror, models_dir, args.names or None)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Manifest) -> int:
+    """``models tune``: measure every model the config uses on every engine and thread count
+    (``--show``: print the cached table only), then print the table and the choice."""
+    names = list(manifest.models) if args.all else args.names or settings.models_in_use()
+    cache = TuneCache(settings.models.tune_cache or default_cache())
+    if args.show:
+        tunes = {n: t for n in names if (t := cache.get(n, manifest.get(n).sha256)) is not None}
+        if not tunes:
+            reason = cache.stale_reason or "no current measurements"
+            print(f"nothing tuned for this machine in {cache.path} ({reason}): run `maix-agent models tune`")
+            return 1
+    else:
+        started = time.perf_counter()
+        try:
+            tunes = tune(manifest, names, settings.models.dir, settings.tune_images(), cache, force=True)
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"tuned {len(tunes)} models in {time.perf_counter() - started:.1f} s; cache {cache.path}")
+    setting = settings.models.engine
+    forced = {n: setting for n in tunes} if isinstance(setting, str) and setting != "auto" else {}
+    if isinstance(setting, dict):
+        forced = {n: e for n, e in setting.items() if e != "auto"}
+    chosen = choose(tunes, settings.engine_threads(), forced)
+    cols = [key(e, t) for e in ENGINES for t in (1, 2)]
+    print(f"{'model':24} {'chosen':14} " + " ".join(f"{c:>14}" for c in cols) + "  check against onnxruntime")
+    for name, entry in tunes.items():
+        c = chosen.get(name)
+        pick = f"{c.engine}/{c.threads}" if c else "-"
+        times = " ".join(f"{entry.ms[c_] if c_ in entry.ms else float('nan'):11.2f} ms" for c_ in cols)
+        checks = "; ".join(
+            f"{e} {'ok' if v.get('ok') else 'OUTSIDE'} ({v.get('figure')}: {v.get('tolerance')})"
+            for e, v in entry.checks.items()
+        )
+        print(f"{name:24} {pick:14} {times}  {checks}")
+    print(f"machine: {cache.header['machine']}; engines: {cache.header['engines']}; threads allowed: "
+          f"{settings.engine_threads()}")  # fmt: skip
     return 0

@@ -1,17 +1,22 @@
-"""Load each model once, on first use, from the manifest and the models folder."""
+"""Load each model once, on first use, from the manifest and the models folder, on the engine and
+thread count chosen for it (``agent.models.tune``)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from agent.models.manifest import Manifest, ModelSpec
-from agent.vision.runtime import OnnxModel
+from agent.models.tune import Choice
+from agent.vision.runtime import Model, load_model
 
 
 class ModelLoader:
-    """``threads`` onnxruntime threads a model; models whose role is in ``one_thread`` get one
-    (``Settings.one_thread_roles``: networks too small for a second thread to pay)."""
+    """A model in ``choices`` runs on its chosen engine and threads; any other on ``engine`` with
+    ``threads`` threads, or one when its role is in ``one_thread`` (``Settings.one_thread_roles``:
+    networks too small for a second thread to pay)."""
 
     def __init__(
         self,
@@ -20,28 +25,44 @@ class ModelLoader:
         threads: int,
         spin: bool = False,
         one_thread: frozenset[str] = frozenset(),
+        choices: Mapping[str, Choice] | None = None,
+        engine: str = "onnxruntime",
     ) -> None:
         self.manifest = manifest
         self.models_dir = models_dir
         self.threads = threads
         self.spin = spin
         self.one_thread = one_thread
-        self._models: dict[str, OnnxModel] = {}
+        self.engine = engine
+        self.choices: dict[str, Choice] = dict(choices or {})
+        self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
 
     def spec(self, name: str) -> ModelSpec:
         return self.manifest.get(name)
 
-    def get(self, name: str) -> OnnxModel:
+    def default_threads(self, name: str) -> int:
+        return 1 if self.manifest.get(name).role in self.one_thread else self.threads
+
+    def choice(self, name: str) -> Choice:
+        return self.choices.get(name) or Choice(self.engine, self.default_threads(name), "default")
+
+    def get(self, name: str) -> Model:
         with self._lock:
             model = self._models.get(name)
             if model is None:
                 spec = self.manifest.get(name)
-                threads = 1 if spec.role in self.one_thread else self.threads
-                model = OnnxModel(spec, self.models_dir, threads, self.spin)
+                c = self.choice(name)
+                model = load_model(spec, self.models_dir, c.engine, c.threads, self.spin)
                 self._models[name] = model
             return model
 
     def loaded(self) -> list[str]:
         with self._lock:
             return sorted(self._models)
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Each planned or loaded model's engine, threads, how it was chosen and the measured
+        median ms per ``engine/threads`` (``state`` and ``system/info``)."""
+        names = sorted(set(self.choices) | set(self.loaded()))
+        return {n: {**self.choice(n).as_dict(), "loaded": n in self._models} for n in names}

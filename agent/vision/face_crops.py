@@ -15,7 +15,7 @@ import numpy as np
 
 import fastpath
 from agent.bank.entry import JPEG_MAGIC, MAX_CROP_BYTES
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model
 
 QUALITIES = (90, 80, 65, 50)
 MAX_CROP_SIDE = 512  # a decoded crop larger than this is refused (a crop is ~112 px)
@@ -43,7 +43,7 @@ def decode_crop(jpeg: bytes, size: int) -> np.ndarray | None:
     return np.ascontiguousarray(img)
 
 
-def embed_crop(embedder: OnnxModel, crop: np.ndarray) -> np.ndarray:
+def embed_crop(embedder: Model, crop: np.ndarray) -> np.ndarray:
     """L2-normalised embedding of an aligned crop (already the embedder's input size)."""
     spec = embedder.spec.input
     h, w = crop.shape[:2]

@@ -22,7 +22,7 @@ import numpy as np
 
 import fastpath
 from agent.errors import ConfigError, ModelError
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model
 
 DetectorKind = Literal["retinaface", "yunet"]
 DETECTOR_KINDS: tuple[DetectorKind, ...] = ("retinaface", "yunet")
@@ -60,7 +60,7 @@ def detector_kind(model_name: str) -> DetectorKind:
     raise ConfigError(f"face detector {model_name!r}: unknown kind (expected one of {DETECTOR_KINDS})")
 
 
-def input_size(model: OnnxModel) -> tuple[int, int]:
+def input_size(model: Model) -> tuple[int, int]:
     """(H, W) the detector is fed: the manifest's ``input.size``, rounded up to multiples of 32."""
     h, w = model.spec.input.size or DEFAULT_INPUT_SIZE
     return (math.ceil(h / 32) * 32, math.ceil(w / 32) * 32)
@@ -151,7 +151,7 @@ def decode_yunet(
 class FaceDetector:
     """A RetinaFace or YuNet session plus its decoder; ``detect(frame)`` → faces, best first."""
 
-    def __init__(self, model: OnnxModel, kind: str, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, model: Model, kind: str, size: tuple[int, int] | None = None) -> None:
         """``size`` (H, W) overrides the manifest's input size (rounded up to multiples of 32)."""
         if kind not in DETECTOR_KINDS:
             raise ConfigError(f"face detector kind {kind!r}: expected one of {DETECTOR_KINDS}")

@@ -43,7 +43,7 @@ from agent.vision.face_decision import DEFAULT_MATCH, UNKNOWN, DecisionRule, con
 from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector
 from agent.vision.face_negatives import NegativeIndex, apply_negatives
 from agent.vision.face_quality import QualityLimits, measure, verdict
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model
 
 __all__ = ["DEFAULT_MATCH", "UNKNOWN", "DecisionRule"]
 DEFAULT_DETECT = DEFAULT_SCORE
@@ -305,9 +305,9 @@ class FacePipeline:
 
     def __init__(
         self,
-        detector_model: OnnxModel,
+        detector_model: Model,
         detector_kind: str,
-        embedder_model: OnnxModel,
+        embedder_model: Model,
         max_faces: int = DEFAULT_MAX_FACES,
     ) -> None:
         """``max_faces``: the most faces one frame or image is searched for (best detections

@@ -18,7 +18,7 @@ import numpy as np
 import fastpath
 from agent.errors import CommandError, ModelError
 from agent.models.manifest import InputSpec
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model
 
 Box = tuple[int, int, int, int]
 
@@ -74,7 +74,7 @@ def preprocess(frame_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
 class FeatureExtractor:
     """Frames → raw feature vectors with one feature model (``mobilenet_v2``, ``efficientnet_lite0``)."""
 
-    def __init__(self, model: OnnxModel, batch: int = 16) -> None:
+    def __init__(self, model: Model, batch: int = 16) -> None:
         if model.spec.input.colour not in ("rgb", "bgr"):
             raise ModelError(f"model {model.spec.name!r} has no image input contract")
         self.model = model

@@ -29,7 +29,7 @@ import numpy as np
 
 from agent.errors import ModelError
 from agent.vision.polygons import DEFAULT_EPSILON, DEFAULT_MIN_AREA, mask_to_polygons
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model
 from agent.vision.yolo_decode import (
     Detections,
     Letterbox,
@@ -87,7 +87,7 @@ class Segmenter:
 
     def __init__(
         self,
-        model: OnnxModel,
+        model: Model,
         *,
         epsilon: float = DEFAULT_EPSILON,
         min_area: float = DEFAULT_MIN_AREA,

@@ -60,7 +60,7 @@ import cv2
 import numpy as np
 
 import fastpath
-from agent.vision.runtime import OnnxModel
+from agent.vision.runtime import Model
 
 TrackState = Literal["tracking", "lost", "searching"]
 Box = tuple[float, float, float, float]
@@ -144,7 +144,7 @@ def crop_square(
 class NanoTracker:
     """NanoTrack v2/v3 single-object tracker with MaixPy's update rule and lost-target recovery."""
 
-    def __init__(self, backbone: OnnxModel, head: OnnxModel, params: TrackParams | None = None) -> None:
+    def __init__(self, backbone: Model, head: Model, params: TrackParams | None = None) -> None:
         self.backbone = backbone
         self.head = head
         p = params or TrackParams()
@@ -185,17 +185,16 @@ class NanoTracker:
         self.net_seconds = 0.0  # time spent in the networks since init()
 
     @staticmethod
-    def _head_outputs(head: OnnxModel) -> tuple[str, str, int]:
+    def _head_outputs(head: Model) -> tuple[str, str, int]:
         cls_name = loc_name = ""
         side = 0
-        for out in head.session.get_outputs():
-            shape = out.shape
+        for name, shape in head.outputs.items():
             if len(shape) != 4 or not isinstance(shape[-1], int):
-                raise ValueError(f"head output {out.name} has no fixed [1,C,N,N] shape: {shape}")
+                raise ValueError(f"head output {name} has no fixed [1,C,N,N] shape: {shape}")
             if shape[1] == 2:
-                cls_name, side = out.name, int(shape[-1])
+                cls_name, side = name, int(shape[-1])
             elif shape[1] == 4:
-                loc_name = out.name
+                loc_name = name
         if not cls_name or not loc_name:
             raise ValueError(f"head {head.spec.name!r} needs a 2-channel and a 4-channel output")
         return cls_name, loc_name, side

@@ -35,8 +35,10 @@ def _infer(mqtt: TestClient, prefix: str, path: Path) -> dict[str, Any]:
 
 
 @pytest.mark.accuracy
-def test_knn_identities_and_stranger(make_agent: AgentFactory, client: TestClient, prefix: str, eval_dir: Path) -> None:
-    make_agent("acc")
+def test_knn_identities_and_stranger(
+    make_agent: AgentFactory, client: TestClient, prefix: str, eval_dir: Path, engine: str
+) -> None:
+    make_agent("acc", models={"engine": engine})
     client.subscribe(f"{prefix}/acc/reply/#")
     knn = eval_dir / "faces" / "knn_examples"
     people = sorted(p.name for p in (knn / "train").iterdir() if p.is_dir())
@@ -72,7 +74,7 @@ def _recall(truth: dict[str, list[list[float]]], found: dict[str, list[list[floa
 
 
 @pytest.mark.accuracy
-def test_detection_recall_on_dlib_boxes(infer: Any, eval_dir: Path, record_property: Any) -> None:
+def test_detection_recall_on_dlib_boxes(infer: Any, engine: str, eval_dir: Path, record_property: Any) -> None:
     folder = eval_dir / "faces" / "dlib_boxes"
     truth: dict[str, list[list[float]]] = {}
     for xml in ("training.xml", "testing.xml"):
@@ -85,5 +87,5 @@ def test_detection_recall_on_dlib_boxes(infer: Any, eval_dir: Path, record_prope
     r40, r50 = _recall(truth, found, 0.4), _recall(truth, found, 0.5)
     record_property("recall_iou40", r40)
     record_property("recall_iou50", r50)
-    print(f"dlib recall: IoU0.4 {r40:.3f}, IoU0.5 {r50:.3f}")
+    print(f"dlib recall ({engine}): IoU0.4 {r40:.3f}, IoU0.5 {r50:.3f}")
     assert r40 >= 0.9

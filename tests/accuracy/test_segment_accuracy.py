@@ -27,7 +27,7 @@ def _evaluate(gt: COCO, dets: list[dict[str, Any]], kind: str) -> float:
 
 
 @pytest.mark.accuracy
-def test_coco128_map50(infer: Any, eval_dir: Path, record_property: Any) -> None:
+def test_coco128_map50(infer: Any, engine: str, eval_dir: Path, record_property: Any) -> None:
     root = eval_dir / "coco128"
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(root / "instances.json"))
@@ -55,6 +55,6 @@ def test_coco128_map50(infer: Any, eval_dir: Path, record_property: Any) -> None
     box50, mask50 = _evaluate(gt, boxes, "bbox"), _evaluate(gt, json.loads(json.dumps(masks)), "segm")
     record_property("box_map50", box50)
     record_property("mask_map50", mask50)
-    print(f"coco128: box mAP50 {box50:.4f}, mask mAP50 {mask50:.4f} ({len(boxes)} detections)")
+    print(f"coco128 ({engine}): box mAP50 {box50:.4f}, mask mAP50 {mask50:.4f} ({len(boxes)} detections)")
     assert box50 >= 0.46
     assert mask50 >= 0.39

@@ -18,7 +18,9 @@ def _aabb(line: str) -> list[float]:
 
 @pytest.mark.accuracy
 @pytest.mark.parametrize(("tracker", "bar"), [("nanotrack_v2", 0.79), ("nanotrack_v3", 0.80)])
-def test_vot_bag_mean_iou(tracker: str, bar: float, infer: Any, eval_dir: Path, record_property: Any) -> None:
+def test_vot_bag_mean_iou(
+    tracker: str, bar: float, infer: Any, engine: str, eval_dir: Path, record_property: Any
+) -> None:
     seq = eval_dir / "tracking" / "vot15_bag"
     frames = sorted((seq / "imgs").glob("*.jpg"))
     truth = [_aabb(line) for line in (seq / "groundtruth.txt").read_text().splitlines() if line.strip()]
@@ -28,6 +30,7 @@ def test_vot_bag_mean_iou(tracker: str, bar: float, infer: Any, eval_dir: Path, 
     assert len(lines) == len(frames) - 1 and all("box" in line for line in lines)
     ious = [iou(line["box"], gt) for line, gt in zip(lines, truth[1:], strict=True)]
     mean = sum(ious) / len(ious)
-    record_property(f"{tracker}_mean_iou", mean)
-    print(f"{tracker}: mean IoU {mean:.4f} over {len(ious)} frames, {sum(i > 0.5 for i in ious)} with IoU > 0.5")
+    record_property(f"{tracker}_{engine}_mean_iou", mean)
+    hits = sum(i > 0.5 for i in ious)
+    print(f"{tracker} ({engine}): mean IoU {mean:.4f} over {len(ious)} frames, {hits} with IoU > 0.5")
     assert mean >= bar

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgpack
 
 from agent.mqtt.embedded import EmbeddedBroker
+from tests.conftest import engine_env
 from tests.integration.conftest import AgentFactory
 from tests.support.mqtt import TestClient
 
@@ -27,6 +28,7 @@ def cli_env(broker: EmbeddedBroker, prefix: str) -> dict[str, str]:
             "MAIX_AGENT_MQTT__HOST": "127.0.0.1",
             "MAIX_AGENT_MQTT__PORT": str(broker.port),
             "MAIX_AGENT_MQTT__PREFIX": prefix,
+            **engine_env(),
         }
     )
     return env

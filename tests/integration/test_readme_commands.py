@@ -33,13 +33,13 @@ INLINE = ["maix-agent print-config", "maix-agent models list", "maix-agent model
 
 
 def readme_lines() -> list[str]:
-    """The ``maix-agent`` command lines of the README's ```sh blocks (comments dropped)."""
+    """The distinct ``maix-agent`` command lines of the README's ```sh blocks (comments dropped)."""
     text = (REPO / "README.md").read_text()
     lines = []
     for block in re.findall(r"```sh\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
-            if line.startswith("maix-agent "):
+            if line.startswith("maix-agent ") and line not in lines:  # each distinct line once
                 lines.append(line)
     return lines
 
@@ -93,6 +93,7 @@ def workdir(tmp_path: Path, eval_dir: Path, models_dir: Path) -> Iterator[tuple[
                 "MAIX_AGENT_MQTT__PORT": str(broker.port),
                 "MAIX_AGENT_MODELS__DIR": str(models_dir),
                 "MAIX_AGENT_STORAGE__DIR": str(tmp_path / "state-cli"),
+                "MAIX_AGENT_MODELS__TUNE_CACHE": str(tmp_path / "engines.json"),  # not the user's cache
             }
         )
         yield tmp_path, env

@@ -7,6 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,11 @@ def test_model_contract_is_checked(models_dir: Path, manifest: Manifest, tmp_pat
         OnnxModel(other, models_dir)
 
 
+def _ort(model: object) -> Any:
+    assert isinstance(model, OnnxModel), model
+    return model.session
+
+
 def test_session_threads_and_spinning_follow_the_settings(models_dir: Path, manifest: Manifest) -> None:
     """models.threads and models.spin reach onnxruntime; spinning is off unless asked for."""
     from agent.pipelines.loader import ModelLoader
@@ -96,7 +102,7 @@ def test_session_threads_and_spinning_follow_the_settings(models_dir: Path, mani
     assert s.spin is False
     for spin in (False, True):
         loader = ModelLoader(manifest, models_dir, threads=2, spin=spin)
-        opts = loader.get("nanotrack_v2_head").session.get_session_options()
+        opts = _ort(loader.get("nanotrack_v2_head")).get_session_options()
         assert opts.intra_op_num_threads == 2
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
 
@@ -109,8 +115,8 @@ def test_tracker_networks_get_one_thread(models_dir: Path, manifest: Manifest) -
 
     s = Settings.model_validate({})
     loader = ModelLoader(manifest, models_dir, s.model_threads(), one_thread=s.one_thread_roles())
-    assert loader.get("nanotrack_v2_backbone").session.get_session_options().intra_op_num_threads == 1
-    assert loader.get("nanotrack_v2_head").session.get_session_options().intra_op_num_threads == 1
-    assert loader.get("yunet").session.get_session_options().intra_op_num_threads == 2
+    assert _ort(loader.get("nanotrack_v2_backbone")).get_session_options().intra_op_num_threads == 1
+    assert _ort(loader.get("nanotrack_v2_head")).get_session_options().intra_op_num_threads == 1
+    assert _ort(loader.get("yunet")).get_session_options().intra_op_num_threads == 2
     explicit = Settings.model_validate({"models": {"threads": 3}})
     assert explicit.one_thread_roles() == frozenset()
