@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Each sets everything up first:
-# a virtualenv, the package with its compiled Cython extension, mosquitto (apt-get when missing),
-# and the models from the mirror (MAIX_AGENT_MODELS_MIRROR, default ../shared/models).
+# a virtualenv, the package with its compiled Cython extension, mosquitto and Debian's chromium
+# for the browser tests (apt-get when missing; Playwright drives that chromium, it never downloads
+# a browser), and the models from the mirror (MAIX_AGENT_MODELS_MIRROR, default ../shared/models).
 
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,9 +10,9 @@ PY := $(VENV)/bin/python
 MIRROR ?= $(or $(MAIX_AGENT_MODELS_MIRROR),../shared/models)
 PYTEST_ARGS ?=
 
-.PHONY: setup venv build broker models demo test lint unit bench clean
+.PHONY: setup venv build broker browser models demo test lint unit bench clean
 
-setup: build broker models
+setup: build broker browser models
 
 $(VENV)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,13 @@ broker:
 	@command -v openssl >/dev/null 2>&1 || \
 	  { echo "installing openssl with apt-get (the TLS tests make throwaway certificates)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
+
+# The browser tests drive Debian's chromium through Playwright's executable_path.
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  { echo "installing chromium with apt-get (the console's browser tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@{ command -v chromium || ls /usr/bin/chromium; } >/dev/null
 
 models: venv
 	$(PY) -m agent models fetch --from "$(MIRROR)"

@@ -32,6 +32,7 @@ from agent.pipelines.face_library import FaceLibrary
 from agent.pipelines.reembed import Reembed
 from agent.pipelines.registry import all_commands
 from agent.pipelines.track import TrackService
+from agent.preview import Preview
 from agent.services import Services
 from agent.settings import Settings
 from agent.snapshots import Snapshots
@@ -126,6 +127,18 @@ class Agent:
             mode=settings.performance.mode,
             parallel=settings.lane_threads(),
         )
+        ha = settings.homeassistant
+        self.preview = Preview(
+            settings.preview,
+            self._publish,
+            dev=self.device_id,
+            topic=self.topics.preview,
+            ha_topic=HaTopics(ha.prefix, self.topics.base).camera if ha.enabled and ha.camera else None,
+            ha_interval=ha.camera_interval,
+            last_results=lambda: self.engine.last,
+        )
+        self.worker.on_published = self.preview.offer
+        self.services.by_type[Preview] = self.preview  # the context finds it by class too
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self.shutdown = threading.Event()  # set by signals; run_forever then stops cleanly
@@ -161,6 +174,7 @@ class Agent:
             controls=lambda: (self.controls.thresholds.model_dump(), self.controls.pipelines.model_dump()),
             debounce=s.events.debounce,
             refresh=s.homeassistant.refresh,
+            camera=s.homeassistant.camera,
         )
         self.services.banks["faces"].on_change.append(ha.labels_changed)
         self.reembed.on_progress.append(self.publish_state)
@@ -248,6 +262,7 @@ class Agent:
             "stages_ms": self.worker.times.medians_ms(),
             "pipeline_errors": self.engine.errors,
             "track": {"active": self.track.active, **(self.track.last or {})},
+            "preview": self.preview.state(),
             "models_loaded": self.loader.loaded(),
             "uptime": round(time.time() - self.started_at, 1),
             "warnings": warnings,
@@ -309,6 +324,7 @@ class Agent:
         self.worker.start(self.stop_event)
         self._threads.append(self.ha.start(self.stop_event))
         self._threads.append(self.fleet_sync.start(self.stop_event))
+        self._threads.append(self.preview.run(self.stop_event))
         if self.source is not None:
             self.source.start()
         t = threading.Thread(target=self._state_loop, name="state", daemon=True)

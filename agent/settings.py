@@ -153,8 +153,35 @@ class HomeAssistantSettings(Section):
     enabled: bool = Field(False, description="publish Home Assistant MQTT discovery and JSON mirrors")
     prefix: str = Field("homeassistant", description="discovery prefix (HA's birth message is {prefix}/status)")
     refresh: float = Field(2.0, ge=0, description="seconds between JSON mirror refreshes of changing values")
+    camera: bool = Field(False, description="an MQTT camera entity showing the annotated view (opt-in)")
+    camera_interval: float = Field(10.0, ge=1, description="seconds between the annotated camera's frames")
 
     _prefix = field_validator("prefix")(topic_prefix)
+
+
+class PreviewSettings(Section):
+    fps: float = Field(5.0, gt=0, le=30, description="live view frames per second while a lease is held")
+    width: int = Field(640, ge=64, le=4096, description="live view width in pixels (never wider than the frame)")
+    quality: int = Field(70, ge=10, le=100, description="live view JPEG quality")
+    max_lease: float = Field(300.0, ge=1, description="longest lease preview/start may take, seconds")
+
+
+class ConsoleSettings(Section):
+    host: str = Field("127.0.0.1", description="address the console listens on; other than loopback needs a token")
+    port: int = Field(8321, ge=0, le=65535, description="console HTTP port (0 = any free port)")
+    token: SecretStr | None = Field(None, description="access token: the browser sends it once, then a session cookie")
+    origins: list[str] = Field(
+        default_factory=list, description="extra allowed WebSocket origins (the page's own origin always is)"
+    )
+    lease: float = Field(10.0, ge=2, le=300, description="seconds a live-view lease lasts (renewed while watched)")
+    timeout: float = Field(15.0, gt=0, description="seconds the console waits for an agent's reply")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 8:
+            raise ValueError("must be at least 8 characters")
+        return v
 
 
 class EventsSettings(Section):
@@ -230,6 +257,8 @@ class Settings(BaseSettings):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
     performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     fastpath: Literal["auto", "cython", "python"] = Field("auto", description="kernel implementation")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 

@@ -147,6 +147,7 @@ class VisionWorker:
         self._order: dict[str, _InOrder] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self.on_published: Callable[[Frame], None] | None = None  # the live view: frames whose results went out
 
     @property
     def dropped(self) -> int:
@@ -287,6 +288,8 @@ class VisionWorker:
             self.times.record(frame.decode_s, queue_s, pipeline_s, encode_s, publish_s)
         for kind, msg in out:  # events, Home Assistant: after the results are out
             self.observe(kind, msg)
+        if self.on_published is not None:  # the live view: a frame whose results went out
+            self.on_published(frame)
 
     # -- throughput mode ----------------------------------------------------------------------
 

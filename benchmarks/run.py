@@ -1,6 +1,7 @@
 """Run every benchmark against its named peer and print the results table (``make bench``).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only preprocess bank faces frame track pipelines agent framepath]
+    .venv/bin/python benchmarks/run.py [--quick]
+        [--only preprocess bank faces frame track pipelines agent framepath preview]
                                        [--threads N]
 
 Each section runs its contenders alternately in the same process and reports medians (see the
@@ -31,11 +32,12 @@ from benchmarks import (
     bench_framepath,
     bench_pipelines,
     bench_preprocess,
+    bench_preview,
     bench_track,
 )
 from benchmarks.common import RESULTS, Row, machine
 
-SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent", "framepath")
+SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent", "framepath", "preview")
 
 
 def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[str, Any]]:
@@ -55,6 +57,8 @@ def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[
         return bench_framepath.run(30 if quick else 100)
     if name == "agent":
         return bench_agent.run(200 if quick else 1000, 4.0 if quick else 10.0)
+    if name == "preview":
+        return bench_preview.run(4.0 if quick else 5.0, 2 if quick else 8)
     raise ValueError(name)
 
 

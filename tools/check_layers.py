@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Top first. A module belongs to the first layer with a prefix it starts with (``agent.x`` or
 # ``agent.x.…``); ``agent`` alone is the package's __init__ (its version).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("cli", ("agent.cli", "agent.__main__")),
+    ("cli", ("agent.cli", "agent.__main__", "agent.console")),
     ("app", ("agent.app",)),
     ("wiring", ("agent.services", "agent.worker", "agent.homeassistant", "agent.snapshots")),
     ("controls", ("agent.controls",)),
@@ -30,7 +30,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("registry", ("agent.pipelines.registry",)),
     ("commands", ("agent.commands",)),
     ("pipelines", ("agent.pipelines",)),
-    ("domain", ("agent.vision", "agent.bank", "agent.models", "agent.sources", "agent.events", "agent.stage_times")),
+    (
+        "domain",
+        (
+            "agent.vision",
+            "agent.bank",
+            "agent.models",
+            "agent.sources",
+            "agent.events",
+            "agent.stage_times",
+            "agent.preview",
+        ),
+    ),
     ("transport", ("agent.mqtt",)),
     ("base", ("agent.sections", "agent.errors", "agent.storage", "agent.version", "agent")),
 ]

@@ -1,4 +1,4 @@
-"""CLI: maix-agent run | demo | check-config | print-config | models … | cmd | watch | infer.
+"""CLI: maix-agent run | demo | console | check-config | print-config | models … | cmd | watch | infer.
 
 The global options (``--config``, ``--log-level``) work before or after the subcommand.
 """
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.cli.common import setup_logging
+from agent.cli.common import settings_of, setup_logging
 from agent.cli.config import cmd_check_config, cmd_models, cmd_print_config, cmd_run
 from agent.cli.remote import cmd_cmd, cmd_watch
 from agent.errors import AgentError, ConfigError
@@ -20,6 +20,20 @@ def cmd_infer(args: argparse.Namespace) -> int:
     from agent.cli.offline import run_infer  # loads the models: only for this command
 
     return run_infer(args)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from agent.console.server import run_console  # aiohttp: only for this command
+
+    overrides: dict[str, Any] = {}
+    if args.host or args.port is not None:
+        overrides["console"] = {
+            **({"host": args.host} if args.host else {}),
+            **({"port": args.port} if args.port is not None else {}),
+        }
+    settings = settings_of(args, **overrides)
+    setup_logging(args.log_level or settings.log_level)
+    return run_console(settings)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -61,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--video", type=Path, default=None, help="video file (default: the shared VOT 'bag' video)")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     d.add_argument("--max-lines", type=int, default=None, help="stop after printing this many results")
+    d.add_argument("--stream", action="store_true", help="print every result and event (as maix-agent watch)")
+    d.add_argument("--no-console", action="store_true", help="do not start the console")
+    d.add_argument("--console-port", type=int, default=8321, help="the console's port (0 = any free port)")
     d.set_defaults(fn=cmd_demo)
+    co = sub.add_parser("console", help="serve the fleet console (a web page) as an MQTT client of the broker")
+    co.add_argument("--host", default=None, help="listen address (default console.host, 127.0.0.1)")
+    co.add_argument("--port", type=int, default=None, help="listen port (default console.port; 0 = any free port)")
+    co.set_defaults(fn=cmd_console)
     sub.add_parser("check-config", help="validate the config; print every error").set_defaults(fn=cmd_check_config)
     sub.add_parser("print-config", help="print the effective config (secrets masked)").set_defaults(fn=cmd_print_config)
 
@@ -107,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.cmd not in ("run", "demo"):
+    if args.cmd not in ("run", "demo", "console"):
         setup_logging(args.log_level or "WARNING")
     try:
         return int(args.fn(args))

@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,39 @@ def _short(topic: str, body: Any) -> str:
     return f"{topic}  {text[:300]}"
 
 
+def _echo(lines: Iterable[str]) -> None:
+    for line in lines:
+        print(f"console: {line}", end="", flush=True)
+
+
+def start_console(host: str, port: int, prefix: str, console_port: int) -> tuple[subprocess.Popen[str] | None, str]:
+    """``maix-agent console`` beside the demo's agent, on the embedded broker; its URL."""
+    env = {
+        **os.environ,
+        "MAIX_AGENT_MQTT__HOST": host,
+        "MAIX_AGENT_MQTT__PORT": str(port),
+        "MAIX_AGENT_MQTT__PREFIX": prefix,
+        "MAIX_AGENT_CONSOLE__PORT": str(console_port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--log-level", "WARNING", "console"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # Ctrl-C reaches the demo, which stops the console itself
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        if line.startswith("maix-agent console: "):
+            threading.Thread(target=_echo, args=(proc.stdout,), daemon=True).start()
+            return proc, line.split()[2]
+        lines.append(line)
+    proc.wait(5)
+    return None, "".join(lines[-5:]).strip()
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from agent.app import Agent
     from agent.mqtt.client import SimpleClient
@@ -77,7 +114,7 @@ def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     agent.start(connect_timeout=15)
     cfg = agent.mqtt_cfg
-    dev = agent.device_id
+    dev, prefix = agent.device_id, settings.mqtt.prefix
     topics = topics_of(settings, dev)
     watcher = SimpleClient(cfg, f"demo-watch-{uuid.uuid4().hex[:6]}")
     watcher.subscribe(topics.everything)
@@ -98,13 +135,19 @@ def run_demo(args: argparse.Namespace) -> int:
             image = base64.b64encode(cv2.imencode(".jpg", first)[1].tobytes()).decode()
             send("track/start", {"box": box, "image": image})
     env = f"MAIX_AGENT_MQTT__HOST=127.0.0.1 MAIX_AGENT_MQTT__PORT={cfg.port}"
+    console, url = (None, "") if args.no_console else start_console("127.0.0.1", cfg.port, prefix, args.console_port)
+    if console is not None:
+        print(f"\nConsole: open {url} in a browser (live view, teach by pointing, libraries)")
+    elif not args.no_console:
+        print(f"\nthe console did not start: {url}")
+    stream = args.stream or bool(args.max_lines)
     print("\nTry, in another shell, while the demo runs:")
     print(f"  {env} maix-agent cmd {dev} system/ping '{{}}'")
     print(f'  {env} maix-agent cmd {dev} thresholds/set \'{{"segment": {{"score": 0.6}}}}\'')
     print(f'  {env} maix-agent cmd {dev} classifier/add_class \'{{"label": "bag", "box": {box or [0, 0, 100, 100]}}}\'')
     print(f"  {env} maix-agent cmd {dev} pipelines/set '{{\"classifier\": true}}'")
     print(f'  {env} maix-agent cmd {dev} face/enrol \'{{"label": "me"}}\' --image my_face.jpg')
-    print(f"  {env} maix-agent watch {dev}\n")
+    print(f"  {env} maix-agent watch {dev}     # the JSON stream (or run the demo with --stream)\n")
     printed = 0
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
@@ -113,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 break
             for msg in watcher.messages(timeout=0.5):
                 tail = msg.topic.split("/", 2)[-1]
-                if not tail.startswith(SHOWN):
+                if not tail.startswith(SHOWN) or (not stream and tail != "state"):
                     continue
                 if tail == "state":
                     state = json.loads(msg.payload)
@@ -130,6 +173,12 @@ def run_demo(args: argparse.Namespace) -> int:
                 if stop.is_set() or (deadline and time.monotonic() > deadline):
                     break
     finally:
+        if console is not None:
+            console.terminate()
+            try:
+                console.wait(10)
+            except subprocess.TimeoutExpired:
+                console.kill()
         watcher.close()
         agent.stop()
         print("demo stopped (offline published)")

@@ -3,10 +3,17 @@ the pipeline registry (``agent.pipelines.registry.all_commands`` collects everyt
 
 from __future__ import annotations
 
-from agent.commands import bank, controls, infer, snapshot, system
+from agent.commands import bank, controls, infer, preview, snapshot, system
 from agent.commands.base import Command
 
 
 def general_commands() -> list[Command]:
     """The commands that belong to no single pipeline."""
-    return [*system.COMMANDS, *controls.COMMANDS, *infer.COMMANDS, *snapshot.COMMANDS, *bank.COMMANDS]
+    return [
+        *system.COMMANDS,
+        *controls.COMMANDS,
+        *infer.COMMANDS,
+        *snapshot.COMMANDS,
+        *preview.COMMANDS,
+        *bank.COMMANDS,
+    ]

@@ -12,14 +12,16 @@ from agent.commands.context import Context
 
 class Patch(RequestModel):
     """A partial map: by pipeline name (pipelines/set) or by thresholds section (thresholds/set).
-    The live controls validate it against the settings models the pipeline registry builds, so
-    an unknown name or a bad value gets the same error as in the config file."""
+    The pipeline registry gives each command a model with one optional field per pipeline
+    (:func:`agent.pipelines.registry.all_commands`); the live controls then validate the values
+    against the settings models, with the same errors as the config file."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     def patch(self) -> dict[str, Any]:
         """The names given (a null value leaves the name as it is)."""
-        return {k: v for k, v in (self.model_extra or {}).items() if v is not None}
+        given = {**self.model_dump(exclude_none=True), **(self.model_extra or {})}
+        return {k: v for k, v in given.items() if v is not None}
 
 
 class PipelinesSet(Patch):
@@ -28,6 +30,12 @@ class PipelinesSet(Patch):
 
 class ThresholdsSet(Patch):
     pass
+
+
+class Names(Patch):
+    """The base of the registry's models: only the names it declares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @command("pipelines", "get")

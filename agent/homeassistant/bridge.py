@@ -56,8 +56,10 @@ class HomeAssistantBridge:
         debounce: float,
         refresh: float,
         birth_jitter: float = 1.0,
+        camera: bool = False,
     ) -> None:
         self.enabled = enabled
+        self.camera = camera
         self.info = info
         self.topics = topics
         self.publish = publish
@@ -144,9 +146,11 @@ class HomeAssistantBridge:
     def announce(self) -> None:
         """Every discovery config, then the retained JSON mirrors (HA subscribes on discovery)."""
         labels = self.face_labels()
-        configs = discovery(self.info, self.topics, labels)
+        configs = discovery(self.info, self.topics, labels, camera=self.camera)
         for d in configs:
             self._send(d.topic, d.payload())
+        if not self.camera:  # opted out (again): no stale camera entity
+            self._send(self.topics.config("camera", f"{self.info.dev}_annotated"), b"")
         self._event_types = face_event_types(labels)
         thresholds, pipelines = self.controls()
         self.mirror.controls(thresholds, pipelines, time.time())

@@ -58,6 +58,11 @@ class HaTopics:
     def snapshot(self) -> str:
         return f"{self.base}/snapshot"
 
+    @property
+    def camera(self) -> str:
+        """The annotated camera's JPEG frames (homeassistant.camera)."""
+        return f"{self.base}/ha/camera"
+
     def mirror(self, path: str) -> str:
         return f"{self.base}/ha/{path}"
 
@@ -304,9 +309,17 @@ def _events(t: HaTopics, labels: Iterable[str]) -> list[tuple[str, str, dict[str
     ]
 
 
-def discovery(info: DeviceInfo, topics: HaTopics, face_labels: Iterable[str] = ()) -> list[Discovery]:
-    """Every discovery config of one camera."""
+def _camera(t: HaTopics) -> tuple[str, str, dict[str, Any]]:
+    return ("camera", "annotated", {"name": "Annotated view", "icon": "mdi:cctv", "topic": t.camera})
+
+
+def discovery(
+    info: DeviceInfo, topics: HaTopics, face_labels: Iterable[str] = (), *, camera: bool = False
+) -> list[Discovery]:
+    """Every discovery config of one camera (the annotated camera entity only when opted in)."""
     specs = [*_sensors(info, topics), *_events(topics, face_labels), *_controls(topics)]
+    if camera:
+        specs.append(_camera(topics))
     return [
         Discovery(component, key, topics.config(component, f"{info.dev}_{key}"), {**_base(info, topics, key), **cfg})
         for component, key, cfg in specs
@@ -321,7 +334,7 @@ def face_event_discovery(info: DeviceInfo, topics: HaTopics, face_labels: Iterab
 def removal_topics(dev: str, topics: HaTopics) -> list[str]:
     """Config topics of the whole entity set (publish empty retained payloads to remove them)."""
     info = DeviceInfo(dev, dev, "")
-    return [d.topic for d in discovery(info, topics)]
+    return [d.topic for d in discovery(info, topics, camera=True)]
 
 
 # -- commands from Home Assistant -------------------------------------------------------------

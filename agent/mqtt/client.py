@@ -362,3 +362,93 @@ class SimpleClient:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class StreamClient:
+    """A non-blocking client for long-lived controllers such as the console: subscribes to its
+    filters (``filters`` and those added by :meth:`subscribe`, each with its QoS) on every
+    (re)connect and hands each message to ``on_message`` on paho's network thread (the sink must
+    only enqueue); ``on_status(connected)`` follows the link."""
+
+    def __init__(
+        self,
+        cfg: MqttSettings,
+        client_id: str,
+        filters: dict[str, int],
+        on_message: Callable[[Message], None],
+        on_status: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.filters = dict(filters)
+        self._lock = threading.Lock()
+        self.on_message = on_message
+        self.on_status = on_status
+        self.connected = threading.Event()
+        self.error: str | None = None
+        self._client = _new_client(cfg, client_id)
+        self._client.reconnect_delay_set(
+            min_delay=max(1, int(cfg.reconnect_min)), max_delay=max(1, int(cfg.reconnect_max))
+        )
+        self._client.max_queued_messages_set(1000)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            self.error = f"broker {self.cfg.host}:{self.cfg.port} refused the connection: {rc}"
+            log.error("%s", self.error)
+            if rc.value in FATAL_CONNACK:
+                client.disconnect()
+            return
+        self.error = None
+        with self._lock:
+            subs = list(self.filters.items())
+        if subs:
+            client.subscribe(subs)
+        self.connected.set()
+        if self.on_status:
+            self.on_status(True)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self.connected.clear()
+        if self.on_status:
+            self.on_status(False)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.on_message(_to_message(msg))
+        except Exception:  # the sink must never kill the network thread
+            log.exception("message sink failed for %s", msg.topic)
+
+    def start(self) -> None:
+        try:
+            self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        self._client.loop_start()
+
+    def subscribe(self, filter_: str, qos: int = 0) -> None:
+        """Add a filter (now if connected, and on every reconnect)."""
+        with self._lock:
+            self.filters[filter_] = qos
+        if self.connected.is_set():
+            self._client.subscribe(filter_, qos)
+
+    def unsubscribe(self, filter_: str) -> None:
+        with self._lock:
+            self.filters.pop(filter_, None)
+        if self.connected.is_set():
+            self._client.unsubscribe(filter_)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, *, content_type: str | None = None) -> bool:
+        """Queue a message; False when the client is not connected (nothing is sent later)."""
+        if not self.connected.is_set():
+            return False
+        props = publish_properties(self.cfg.protocol == "5", content_type=content_type)
+        info = self._client.publish(topic, payload, qos=qos, properties=props)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -114,6 +114,10 @@ class Topics:
         base = f"{self.prefix}/fleet/{self.fleet}/cmd"
         return f"{base}/{family}/{command}" if command else f"{base}/{family}"
 
+    @property
+    def preview(self) -> str:
+        return f"{self.base}/preview"
+
     def reply(self, family: str, command: str) -> str:
         return f"{self.base}/reply/{family}/{command}" if command else f"{self.base}/reply/{family}"
 

@@ -11,10 +11,13 @@ over :data:`PIPELINES`; a new pipeline is its own module(s) plus one entry here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from pydantic import create_model
+
 from agent.commands import classifier as classifier_commands
+from agent.commands import controls as controls_commands
 from agent.commands import face as face_commands
 from agent.commands import face_library as face_library_commands
 from agent.commands import general_commands
@@ -148,6 +151,20 @@ def names() -> str:
     return ", ".join(p.name for p in PIPELINES)
 
 
+def _with_names(cmd: Command) -> Command:
+    """``pipelines/set`` and ``thresholds/set`` with a request model naming each pipeline (its
+    switch, its thresholds section), so an unknown name is refused like any unknown field."""
+    fields: dict[str, Any]
+    if cmd.key == ("pipelines", "set"):
+        fields = {p.name: (bool | None, None) for p in PIPELINES}
+    elif cmd.key == ("thresholds", "set"):
+        fields = {p.section: (dict[str, Any] | None, None) for p in PIPELINES}
+    else:
+        return cmd
+    model = create_model(f"{cmd.request.__name__}ByName", __base__=controls_commands.Names, **fields)
+    return replace(cmd, request=model)
+
+
 def all_commands() -> list[Command]:
     """Every command of the agent: the general families and each pipeline's own."""
-    return [*general_commands(), *(c for p in PIPELINES for c in p.commands)]
+    return [_with_names(c) for c in [*general_commands(), *(c for p in PIPELINES for c in p.commands)]]

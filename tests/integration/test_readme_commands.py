@@ -3,8 +3,9 @@ real broker), so the docs cannot drift from the CLI.
 
 The lines run in a folder that holds the files they name (``my.yaml`` for a broker of the test,
 ``group.jpg``, ``alice.jpg``… copied from ../shared/eval); ``/path/to/mirror`` is the models
-mirror. ``maix-agent --config my.yaml run`` is the agent ``cam1`` the other lines talk to; it and
-``watch`` run until they have shown what they are for, then get Ctrl-C (SIGINT) and must exit 0.
+mirror. ``maix-agent --config my.yaml run`` is the agent ``cam1`` the other lines talk to; it,
+``watch`` and ``console`` run until they have shown what they are for, then get Ctrl-C (SIGINT)
+and must exit 0.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def workdir(tmp_path: Path, eval_dir: Path, models_dir: Path) -> Iterator[tuple[
                 "MAIX_AGENT_MODELS__DIR": str(models_dir),
                 "MAIX_AGENT_STORAGE__DIR": str(tmp_path / "state-cli"),
                 "MAIX_AGENT_MODELS__TUNE_CACHE": str(tmp_path / "engines.json"),  # not the user's cache
+                "MAIX_AGENT_CONSOLE__PORT": "0",  # any free port
             }
         )
         yield tmp_path, env
@@ -136,10 +138,12 @@ def test_every_readme_command_line_runs(workdir: tuple[Path, dict[str, str]]) ->
         for line in lines:
             if line == run_line:
                 continue
-            if line.startswith("maix-agent watch"):
+            sub = shlex.split(line)[1:]
+            if "watch" in sub or "console" in sub:  # runs until Ctrl-C: its first line, then SIGINT
                 with subprocess.Popen(_argv(line), cwd=where, env=env, stdout=subprocess.PIPE, text=True) as proc:
                     first = _until_line(proc, 60)
-                    assert proc.wait(30) == 0 and first.startswith("{"), (line, first)
+                    expected = "{" if "watch" in sub else "maix-agent console: "
+                    assert proc.wait(30) == 0 and first.startswith(expected), (line, first)
             else:
                 done = subprocess.run(_argv(line), cwd=where, env=env, capture_output=True, text=True, timeout=300)
                 assert done.returncode == 0, (line, done.stdout[-2000:], done.stderr[-2000:])

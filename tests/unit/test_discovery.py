@@ -292,7 +292,11 @@ def test_track_event_types() -> None:
 
 
 def test_removal_covers_every_config_topic() -> None:
-    assert sorted(removal_topics("cam1", TOPICS)) == sorted(d.topic for d in configs())
+    everything = discovery(INFO, TOPICS, LABELS, camera=True)
+    assert sorted(removal_topics("cam1", TOPICS)) == sorted(d.topic for d in everything)
+    camera = [d for d in everything if d.component == "camera"]  # opt-in only
+    assert len(camera) == 1 and camera[0].topic not in {d.topic for d in configs()}
+    assert camera[0].config["topic"] == TOPICS.camera
 
 
 def test_payloads_are_json_and_stable() -> None:
