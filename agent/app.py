@@ -16,47 +16,33 @@ from typing import Any
 
 from agent import __version__
 from agent.bank.clock import HLC
-from agent.bank.review import ReviewRing
-from agent.bank.store import EntryBank
 from agent.bank.sync import FleetSync
-from agent.commands import all_commands
 from agent.commands.context import Context
+from agent.commands.dispatch import CommandRouter
 from agent.controls import Controls
 from agent.errors import TransportError
 from agent.events import Event, EventDetector
 from agent.homeassistant import DeviceInfo, HaTopics, HomeAssistantBridge
-from agent.models import ModelSpec, load_manifest
 from agent.mqtt import codec
 from agent.mqtt.client import MqttLink
 from agent.mqtt.embedded import EmbeddedBroker
-from agent.mqtt.router import CommandRouter
 from agent.mqtt.topics import Message, Route, TopicRegistry, Topics
 from agent.pipelines.classifier import ClassifierService
-from agent.pipelines.engine import Engine
 from agent.pipelines.face_library import FaceLibrary
-from agent.pipelines.faces import FaceService
-from agent.pipelines.loader import build_loader
 from agent.pipelines.reembed import Reembed
-from agent.pipelines.segment import SegmentService
+from agent.pipelines.registry import all_commands
 from agent.pipelines.track import TrackService
 from agent.preview import Preview
+from agent.services import Services
 from agent.settings import Settings
+from agent.snapshots import Snapshots
 from agent.sources import FrameSlot, make_source
-from agent.sources.base import Frame, Source
+from agent.sources.base import Source
 from agent.version import PROTOCOL
-from agent.vision.draw import draw_results, encode_jpeg
 from agent.worker import VisionWorker
 
 log = logging.getLogger(__name__)
 PACKET_OVERHEAD = 64 << 10  # topic + properties on top of the largest payload the limits allow
-
-
-def feature_dim(spec: ModelSpec) -> int:
-    """The feature length a model outputs (last dim of its first output in the manifest)."""
-    for shape in spec.outputs.values():
-        if shape and isinstance(shape[-1], int):
-            return shape[-1]
-    raise ValueError(f"manifest entry {spec.name} has no fixed feature length")
 
 
 def _set_fastpath(choice: str) -> str:
@@ -82,12 +68,28 @@ class Agent:
         self.slot = FrameSlot()
         self.source: Source | None = make_source(settings.source, self.slot)
         self.frames_rejected = 0
-        self.context = Context(settings, self.device_id, self.controls, self.info)
-        self._build_pipelines()
+        self.clock = HLC(self.device_id)
+        self.services = Services(settings, self.controls, self.clock, self.device_id)
+        self.engine = self.services.engine
+        self.loader = self.services.loader
+        self.track = self.services.get(TrackService)
+        self.face_library = self.services.get(FaceLibrary)
+        self.reembed = self.services.get(Reembed)
+        self.context = Context(
+            settings,
+            self.device_id,
+            self.controls,
+            self.info,
+            frames=self.slot,
+            engine=self.engine,
+            snapshot=Snapshots(lambda: self.engine.last, lambda jpeg: self._publish(self.topics.snapshot, jpeg)),
+            services=self.services.by_type,
+        )
+        self._connected = threading.Event()  # set on paho's thread; the state thread does the work
         fleet = settings.fleet
         self.fleet_sync = FleetSync(
             self.topics,
-            [self.face_bank, self.class_bank],
+            list(self.services.banks.values()),
             self._publish,
             key=fleet.key.get_secret_value().encode() if fleet.key else None,
             max_bytes=settings.limits.bank_entry_bytes,
@@ -118,7 +120,8 @@ class Agent:
         self.worker = VisionWorker(
             self.slot,
             self.engine,
-            self._emit_result,
+            self._publish_result,
+            observe=self._observe_result,
             device_id=self.device_id,
             max_pixels=settings.limits.image_pixels,
             mode=settings.performance.mode,
@@ -135,79 +138,21 @@ class Agent:
             last_results=lambda: self.engine.last,
         )
         self.worker.on_published = self.preview.offer
-        self.context.services["preview"] = self.preview
+        self.services.by_type[Preview] = self.preview  # the context finds it by class too
         self._threads: list[threading.Thread] = []
         self._stopped = False
         self.shutdown = threading.Event()  # set by signals; run_forever then stops cleanly
         self.on_stop: list[Callable[[], None]] = []
-
-    def _build_pipelines(self) -> None:
-        s = self.settings
-        self.manifest = load_manifest(s.models.manifest)
-        embedder = self.manifest.get(s.models.face_embedder)
-        features = self.manifest.get(s.models.features)
-        self.loader = build_loader(s, self.manifest)  # unknown model names fail here, at start
-        self.clock = HLC(self.device_id)
-        state = s.storage.dir
-        self.face_bank = EntryBank(
-            "faces", embedder.fingerprint, feature_dim(embedder), state, self.clock, self.device_id
-        )
-        self.class_bank = EntryBank(
-            "classes", features.fingerprint, feature_dim(features), state, self.clock, self.device_id
-        )
-        self.faces = FaceService(
-            self.loader,
-            s.models.face_detector,
-            s.models.face_embedder,
-            self.face_bank,
-            self.controls,
-            max_faces=s.limits.faces_per_frame,
-            entry_bytes=s.limits.bank_entry_bytes,
-        )
-        review = s.faces.review
-        ring = ReviewRing(state / "review", review.keep, review.retention_hours * 3600)
-        self.face_library = FaceLibrary(self.faces, ring, embedder.fingerprint)
-        self.reembed = Reembed(self.faces)
-        self.classifier = ClassifierService(self.loader, s.models.features, self.class_bank, self.controls, state)
-        self.segment = SegmentService(self.loader, s.models.segmenter, self.controls)
-        self.track = TrackService(self.loader, s.models.tracker, self.controls)
-        self.engine = Engine(
-            self.controls,
-            self.classifier,
-            self.faces,
-            self.segment,
-            self.track,
-            publish_on_change=s.results.publish == "change",
-            workers=s.performance.workers,
-        )
-        self.context.services.update(
-            {
-                "frames": self.slot,
-                "engine": self.engine,
-                "faces": self.faces,
-                "face_library": self.face_library,
-                "reembed": self.reembed,
-                "classifier": self.classifier,
-                "segment": self.segment,
-                "track": self.track,
-                "snapshot": self.snapshot,
-            }
-        )
-
-    def snapshot(self, frame: Frame, draw: bool) -> int:
-        assert frame.image is not None
-        image = draw_results(frame.image, dict(self.engine.last)) if draw else frame.image
-        jpeg = encode_jpeg(image)
-        self._publish(self.topics.snapshot, jpeg, 0, False)
-        return len(jpeg)
 
     # -- publishing ---------------------------------------------------------------------
     def _publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False, **kw: Any) -> None:
         if self.link is not None:
             self.link.publish(topic, payload, qos, retain, **kw)
 
-    def _emit_result(self, kind: str, msg: dict[str, Any]) -> None:
-        self._publish(self.topics.result(kind), codec.encode(msg, "msgpack"), 0, False)
+    def _publish_result(self, kind: str, payload: bytes) -> None:
+        self._publish(self.topics.result(kind), payload, 0, False)
+
+    def _observe_result(self, kind: str, msg: dict[str, Any]) -> None:
         events = self.events.feed(kind, msg)
         self._emit_events(events)
         self.ha.on_result(kind, msg, events, self.events.present())
@@ -224,21 +169,21 @@ class Agent:
             info=DeviceInfo(self.device_id, s.device.name or self.device_id, __version__),
             topics=HaTopics(s.homeassistant.prefix, self.topics.base),
             publish=self._publish,
-            submit=self.router.submit,
-            face_labels=self.face_bank.labels,
+            submit=lambda family, command, payload: self.router.call(family, command, payload, "homeassistant"),
+            face_labels=self.services.banks["faces"].labels,
             controls=lambda: (self.controls.thresholds.model_dump(), self.controls.pipelines.model_dump()),
             debounce=s.events.debounce,
             refresh=s.homeassistant.refresh,
             camera=s.homeassistant.camera,
         )
-        self.face_bank.on_change.append(ha.labels_changed)
+        self.services.banks["faces"].on_change.append(ha.labels_changed)
         self.reembed.on_progress.append(self.publish_state)
         self.controls.listeners.append(ha.on_controls)
         return ha
 
     def _tick(self) -> None:
         """Periodic (state loop): identities that left while no frame came, HA mirrors' refresh."""
-        if not self.controls.pipelines.faces:
+        if not self.controls.enabled("faces"):
             self.events.release_held()
         self.face_library.ring.purge()  # retention also holds while no frame comes
         now = time.time()
@@ -246,7 +191,7 @@ class Agent:
         self._emit_events(events)
         self.ha.on_events(events)
         self.ha.on_tick(
-            now, self.events.present(), track_active=self.track.active, segment_on=self.controls.pipelines.segment
+            now, self.events.present(), track_active=self.track.active, segment_on=self.controls.enabled("segment")
         )
 
     # -- inbound frames -------------------------------------------------------------------
@@ -307,14 +252,14 @@ class Agent:
             "commands": dict(self.router.counts),
             "events": dict(self.events.counts),
             "banks": {
-                "faces": self.face_bank.count(),
-                "classes": self.class_bank.count(),
-                "samples": len(self.classifier.samples),
+                **{name: bank.count() for name, bank in sorted(self.services.banks.items(), reverse=True)},
+                "samples": len(self.services.get(ClassifierService).samples),
             },
             "review": self.face_library.state(),
             "reembed": self.reembed.state(),
             **self.fleet_sync.state(),
             "pipeline_ms": dict(self.engine.timings_ms),
+            "stages_ms": self.worker.times.medians_ms(),
             "pipeline_errors": self.engine.errors,
             "track": {"active": self.track.active, **(self.track.last or {})},
             "preview": self.preview.state(),
@@ -324,16 +269,28 @@ class Agent:
         }
 
     def _on_connected(self) -> None:
+        """paho's thread: only hand work over (the state thread publishes the state)."""
         self.fleet_sync.connected()
-        self.publish_state()
         self.ha.on_connected()
+        self._connected.set()
 
     def publish_state(self) -> None:
         self._publish(self.topics.state, codec.encode(self.state(), "json"), 1, True)
 
     def _state_loop(self) -> None:
-        while not self.stop_event.wait(self.settings.results.state_interval):
+        """The retained state every ``results.state_interval`` seconds and at once on (re)connection."""
+        interval = self.settings.results.state_interval
+        next_at = time.monotonic() + interval
+        while not self.stop_event.is_set():
+            connected = self._connected.wait(max(0.0, next_at - time.monotonic()))
+            if self.stop_event.is_set():
+                return
             try:
+                if connected:
+                    self._connected.clear()
+                    self.publish_state()
+                    continue
+                next_at = time.monotonic() + interval
                 self.publish_state()
                 self._tick()
             except Exception:

@@ -10,15 +10,17 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from agent.errors import CommandError
-from agent.settings import PipelinesSettings, Settings, Thresholds, format_errors
+from agent.sections import Section, format_errors
+from agent.settings import PipelinesSettings, Settings, Thresholds, section_of
 from agent.storage import read_json, write_json
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +58,14 @@ class Controls:
         self.thresholds = Thresholds.model_validate(thresholds)
         self.pipelines = PipelinesSettings.model_validate(pipelines)
 
+    def threshold(self, model: type[T]) -> T:
+        """The live thresholds of one pipeline (the section its model names)."""
+        return section_of(self.thresholds, model)
+
+    def enabled(self, name: str) -> bool:
+        """Whether pipelines.{name} is on."""
+        return bool(getattr(self.pipelines, name))
+
     def _save(self) -> None:
         write_json(self.path, {"thresholds": self.thresholds.model_dump(), "pipelines": self.pipelines.model_dump()})
         self.version += 1
@@ -63,7 +73,7 @@ class Controls:
             listener()
 
     @staticmethod
-    def _validate(model: type[Thresholds] | type[PipelinesSettings], data: dict[str, Any]) -> Any:
+    def _validate(model: type[Section], data: dict[str, Any]) -> Section:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -79,7 +89,7 @@ class Controls:
             except OSError as exc:
                 self.thresholds = old
                 raise CommandError("unavailable", f"cannot save thresholds: {exc}") from None
-            return new  # type: ignore[no-any-return]
+            return new
 
     def set_pipelines(self, patch: dict[str, bool]) -> PipelinesSettings:
         with self.lock:
@@ -91,4 +101,4 @@ class Controls:
             except OSError as exc:
                 self.pipelines = old
                 raise CommandError("unavailable", f"cannot save pipelines: {exc}") from None
-            return new  # type: ignore[no-any-return]
+            return new

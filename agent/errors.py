@@ -7,7 +7,7 @@ into ``internal``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 ErrorCode = Literal["bad_request", "not_found", "conflict", "unavailable", "too_large", "unauthorized", "internal"]
 
@@ -35,6 +35,7 @@ class CommandError(AgentError):
         super().__init__(message)
         self.code: ErrorCode = code
         self.message = message
+        self.req_id: Any = None  # the request's id, once the dispatcher knows it
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

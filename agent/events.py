@@ -27,8 +27,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.vision.faces import UNKNOWN
+
 SCHEMA = 1
-UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from agent.mqtt import codec
-from agent.settings import PreviewSettings
 from agent.sources.base import Frame
 from agent.vision.draw import draw_results
+
+if TYPE_CHECKING:
+    from agent.settings import PreviewSettings
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,44 +23,14 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigError
+from agent.mqtt.settings import MqttSettings
+from agent.pipelines.registry import PIPELINES
+from agent.sections import Section, format_errors, topic_prefix
+from agent.sources.settings import SourceSettings
 
+T = TypeVar("T")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _yaml_file: ContextVar[Path | None] = ContextVar("maix_agent_yaml_file", default=None)
-
-
-def topic_prefix(v: str) -> str:
-    """A topic prefix: non-empty, no wildcards, no leading or trailing '/'."""
-    if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
-        raise ValueError("prefix must be non-empty, without wildcards or leading/trailing '/'")
-    return v
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TlsSettings(Section):
-    ca: Path | None = Field(None, description="CA certificate file (PEM) that signed the broker's certificate")
-    cert: Path | None = Field(None, description="client certificate (PEM), for brokers that require one")
-    key: Path | None = Field(None, description="client private key (PEM)")
-    insecure: bool = Field(False, description="skip broker hostname/cert verification (self-signed; warns)")
-
-
-class MqttSettings(Section):
-    host: str = Field("localhost", description="broker host; `embedded` starts a private mosquitto")
-    port: int = Field(1883, ge=0, le=65535, description="broker port (0 with `embedded` = any free port)")
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: TlsSettings | None = Field(None, description="TLS to the broker; omit for plain TCP")
-    client_id: str | None = Field(None, description="MQTT client id (default: maix-agent-{device.id})")
-    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive seconds")
-    prefix: str = Field("maix", description="topic prefix")
-    protocol: Literal["5", "3.1.1"] = Field("5", description="MQTT protocol version")
-    qos: int = Field(1, ge=0, le=1, description="QoS of replies and results")
-    reconnect_min: float = Field(1.0, gt=0, description="first reconnect delay, seconds")
-    reconnect_max: float = Field(30.0, gt=0, description="longest reconnect delay, seconds")
-
-    _prefix = field_validator("prefix")(topic_prefix)
 
 
 def default_device_id() -> str:
@@ -78,24 +48,6 @@ class DeviceSettings(Section):
     def _ident(cls, v: str) -> str:
         if not ID_RE.match(v):
             raise ValueError("must be 1-64 characters of [A-Za-z0-9_-]")
-        return v
-
-
-class SourceSettings(Section):
-    uri: str = Field("none", description="video:PATH | images:DIR | camera:N | /dev/videoN | rtsp://… | mqtt | none")
-    loop: bool = Field(True, description="restart a video file / image folder at its end")
-    fps: float | None = Field(None, gt=0, description="pace file sources to this rate (default: the file's own rate)")
-    retry_min: float = Field(1.0, gt=0, description="first retry delay after a source failure, seconds")
-    retry_max: float = Field(30.0, gt=0, description="longest retry delay, seconds")
-
-    @field_validator("uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        ok = v in ("none", "mqtt") or v.startswith(
-            ("video:", "images:", "camera:", "/dev/video", "rtsp://", "rtsps://", "http://", "https://")
-        )
-        if not ok:
-            raise ValueError("must be video:PATH, images:DIR, camera:N, /dev/videoN, rtsp://…, mqtt or none")
         return v
 
 
@@ -136,53 +88,33 @@ class ModelsSettings(Section):
     tracker: Literal["nanotrack_v2", "nanotrack_v3"] = Field("nanotrack_v2", description="tracker model pair")
 
 
-class PipelinesSettings(Section):
-    classifier: bool = Field(False, description="classify every frame")
-    faces: bool = Field(True, description="detect and recognise faces on every frame")
-    segment: bool = Field(False, description="instance segmentation on every frame")
-    track: bool = Field(True, description="track the target once track/start has been sent")
+def _pipelines_model() -> type[Section]:
+    """``pipelines``: one switch per pipeline of the registry."""
+    fields: dict[str, Any] = {p.name: (bool, Field(p.enabled, description=p.about)) for p in PIPELINES}
+    return create_model("PipelinesSettings", __base__=Section, **fields)
 
 
-class FaceThresholds(Section):
-    match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
-    margin: float = Field(
-        0.07, ge=0, le=1, description="and the best identity beats the second-best by at least this (0 = MaixPy)"
-    )
-    margin_grey: float = Field(0.08, ge=0, le=1, description="the same for grey (IR/night) faces, if more than margin")
-    min_eyes: float = Field(16.0, ge=0, description="faces with less px between the eyes are unknown, quality `small`")
-    min_sharpness: float = Field(
-        12.0, ge=0, description="faces blurrier than this (Laplacian variance) are unknown, quality `blurred`"
-    )
-    detect: float = Field(0.6, ge=0, le=1, description="face detector score threshold")
-    nms: float = Field(0.4, ge=0, le=1, description="face detector NMS IoU")
+def _thresholds_model() -> type[Section]:
+    """``thresholds``: one section per pipeline of the registry (its thresholds model)."""
+    fields: dict[str, Any] = {p.section: (p.thresholds, Field(default_factory=p.thresholds)) for p in PIPELINES}
+    return create_model("Thresholds", __base__=Section, **fields)
 
 
-class SegmentThresholds(Section):
-    score: float = Field(0.4, ge=0, le=1, description="object score threshold")
-    iou: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold")
+def section_of(thresholds: Section, model: type[T]) -> T:
+    """One pipeline's thresholds, typed: ``section_of(settings.thresholds, FaceThresholds).match``."""
+    name: str = getattr(model, "section")  # noqa: B009 (a ClassVar of the pipeline's thresholds model)
+    value = getattr(thresholds, name)
+    if not isinstance(value, model):
+        raise TypeError(f"thresholds.{name} is not a {model.__name__}")
+    return value
 
 
-class TrackThresholds(Section):
-    score: float = Field(0.9, ge=0, le=1.01, description="tracker state moves only when score ≥ this (MaixPy)")
-
-
-class ClassifierThresholds(Section):
-    policy: Literal["similarity", "max_distance", "maixpy"] = Field(
-        "similarity",
-        description="who names a frame: similarity (cosine, calibrated on photos) | max_distance (raw L2) | "
-        "maixpy (ranking's first, never unknown)",
-    )
-    min_similarity: float = Field(
-        0.56, ge=-1, le=1, description="similarity policy: `unknown` below this (MobileNetV2; also learn's cut-off)"
-    )
-    max_distance: float = Field(14.0, gt=0, description="max_distance policy: `unknown` beyond this raw L2 distance")
-
-
-class Thresholds(Section):
-    face: FaceThresholds = Field(default_factory=FaceThresholds)  # type: ignore[arg-type]
-    segment: SegmentThresholds = Field(default_factory=SegmentThresholds)  # type: ignore[arg-type]
-    track: TrackThresholds = Field(default_factory=TrackThresholds)  # type: ignore[arg-type]
-    classifier: ClassifierThresholds = Field(default_factory=ClassifierThresholds)  # type: ignore[arg-type]
+if TYPE_CHECKING:  # built from the registry at import; typed access: section_of(), Controls.threshold()
+    PipelinesSettings = Section
+    Thresholds = Section
+else:
+    PipelinesSettings = _pipelines_model()
+    Thresholds = _thresholds_model()
 
 
 class StorageSettings(Section):
@@ -214,7 +146,7 @@ class ReviewSettings(Section):
 
 
 class FacesSettings(Section):
-    review: ReviewSettings = Field(default_factory=ReviewSettings)  # type: ignore[arg-type]
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
 
 
 class HomeAssistantSettings(Section):
@@ -311,22 +243,22 @@ class Settings(BaseSettings):
         env_prefix="MAIX_AGENT_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
     )
 
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
-    device: DeviceSettings = Field(default_factory=DeviceSettings)  # type: ignore[arg-type]
-    source: SourceSettings = Field(default_factory=SourceSettings)  # type: ignore[arg-type]
-    models: ModelsSettings = Field(default_factory=ModelsSettings)  # type: ignore[arg-type]
-    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)  # type: ignore[arg-type]
-    thresholds: Thresholds = Field(default_factory=Thresholds)  # type: ignore[arg-type]
-    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
-    fleet: FleetSettings = Field(default_factory=FleetSettings)  # type: ignore[arg-type]
-    faces: FacesSettings = Field(default_factory=FacesSettings)  # type: ignore[arg-type]
-    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)  # type: ignore[arg-type]
-    events: EventsSettings = Field(default_factory=EventsSettings)  # type: ignore[arg-type]
-    limits: LimitsSettings = Field(default_factory=LimitsSettings)  # type: ignore[arg-type]
-    results: ResultsSettings = Field(default_factory=ResultsSettings)  # type: ignore[arg-type]
-    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)  # type: ignore[arg-type]
-    preview: PreviewSettings = Field(default_factory=PreviewSettings)  # type: ignore[arg-type]
-    console: ConsoleSettings = Field(default_factory=ConsoleSettings)  # type: ignore[arg-type]
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    device: DeviceSettings = Field(default_factory=DeviceSettings)
+    source: SourceSettings = Field(default_factory=SourceSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    pipelines: PipelinesSettings = Field(default_factory=PipelinesSettings)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
+    faces: FacesSettings = Field(default_factory=FacesSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
+    preview: PreviewSettings = Field(default_factory=PreviewSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     fastpath: Literal["auto", "cython", "python"] = Field("auto", description="kernel implementation")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log level")
 
@@ -364,8 +296,7 @@ class Settings(BaseSettings):
 
     def models_in_use(self) -> list[str]:
         """The manifest names of every model the configured pipelines can run."""
-        m = self.models
-        return [m.features, m.face_detector, m.face_embedder, m.segmenter, f"{m.tracker}_backbone", f"{m.tracker}_head"]
+        return [name for p in PIPELINES for name in p.models(self.models)]
 
     def tune_images(self) -> Path:
         """``models.tune_images``, else the first ``shared/eval`` beside the working dir or the repo."""
@@ -398,15 +329,6 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    """One line per error: ``path.to.key: message``."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        lines.append(f"{loc}: {err['msg']}")
-    return lines
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

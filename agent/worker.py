@@ -1,9 +1,10 @@
 """The vision worker: take the newest frame, run the enabled pipelines, publish the results.
 
-Frames that arrive encoded (JPEG/PNG pushed on ``frame/in``) are decoded by a decode stage of
-their own, so the decoding of frame N+1 overlaps the inference of frame N. The decode stage keeps
-only the newest decoded frame (an older one still waiting is dropped and counted), so the next
-frame processed is always the freshest: no MaixPy ``dual_buff`` one-frame lag.
+Frames that arrive encoded (JPEG/PNG pushed on ``frame/in``) are decoded once: by the pipeline
+thread itself when it is idle (no hand-over between threads), else by a decode stage of their own
+while it is busy, so the decoding of frame N+1 overlaps the inference of frame N. Only the newest
+frame waits (an older one still waiting is dropped and counted), so the next frame processed is
+always the freshest: no MaixPy ``dual_buff`` one-frame lag.
 
 Two modes (``performance.mode``):
 
@@ -24,21 +25,43 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal, Protocol
 
+import numpy as np
+
+from agent.mqtt import codec, envelope
+from agent.pipelines.registry import PIPELINES
 from agent.sources.base import Frame, FrameSlot, Latest
+from agent.stage_times import StageTimes
 from agent.vision.decode import ImageDecodeError, decode_image
 
 log = logging.getLogger(__name__)
 
-SCHEMA = 1
-LANES = ("classify", "faces", "segments", "track")
+LANES = tuple(p.kind for p in PIPELINES)
+SEQUENTIAL = frozenset(p.kind for p in PIPELINES if p.sequential)  # one lane thread: every frame needs the last
 
 
 class FrameProcessor(Protocol):
+    """The engine as the worker drives it (agent/pipelines/engine.py)."""
+
     def process(self, frame: Frame) -> dict[str, dict[str, Any]]:
         """Results by kind (``classify``, ``faces``, ``segments``, ``track``) for one frame."""
         ...
+
+    def wanted(self) -> list[str]:
+        """The kinds to compute for a live frame now."""
+        ...
+
+    def prepare(self, kind: str, image: np.ndarray) -> Any:
+        """The stateless part of one pipeline on a live frame (frames side by side)."""
+        ...
+
+    def finish(self, prepared: Any) -> dict[str, Any] | None:
+        """The rest, in frame order: the result body or None."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class _InOrder:
@@ -95,8 +118,9 @@ class VisionWorker:
         self,
         slot: FrameSlot,
         processor: FrameProcessor | None,
-        emit: Callable[[str, dict[str, Any]], None],
+        publish: Callable[[str, bytes], None],
         *,
+        observe: Callable[[str, dict[str, Any]], None] | None = None,
         device_id: str,
         max_pixels: int,
         mode: Literal["latency", "throughput"] = "latency",
@@ -104,11 +128,12 @@ class VisionWorker:
     ) -> None:
         self.slot = slot
         self.processor = processor
-        self.emit = emit
+        self.publish = publish  # (kind, msgpack payload): the result leaves the agent
+        self.observe = observe or (lambda _kind, _msg: None)  # events, Home Assistant mirrors
+        self.times = StageTimes()
         self.device_id = device_id
         self.max_pixels = max_pixels
-        # lanes need a processor that runs one pipeline at a time (the Engine)
-        self.mode = mode if hasattr(processor, "prepare") else "latency"
+        self.mode = mode if processor is not None else "latency"
         self.parallel = max(1, parallel)
         self.processed = 0
         self.errors = 0
@@ -116,7 +141,7 @@ class VisionWorker:
         self.fps = 0.0
         self.last_ms = 0.0
         self.lane_fps: dict[str, float] = {}
-        self._decoded = Latest()
+        self._busy = threading.Event()  # latency mode: the pipeline thread is working on a frame
         self._lanes: dict[str, Latest] = {}
         self._rates: dict[str, _Rate] = {}
         self._order: dict[str, _InOrder] = {}
@@ -128,7 +153,7 @@ class VisionWorker:
     def dropped(self) -> int:
         """Decoded frames replaced by a newer one before processing took them (throughput mode:
         the frames the lane that skipped most skipped)."""
-        return self._decoded.replaced + max((lane.replaced for lane in self._lanes.values()), default=0)
+        return max((lane.replaced for lane in self._lanes.values()), default=0)
 
     def start(self, stop: threading.Event) -> None:
         threads = [threading.Thread(target=self._decode_loop, args=(stop,), name="decode", daemon=True)]
@@ -137,7 +162,7 @@ class VisionWorker:
                 self._lanes[kind] = Latest()
                 self._rates[kind] = _Rate()
                 self._order[kind] = _InOrder()
-                n = 1 if kind == "track" else self.parallel
+                n = 1 if kind in SEQUENTIAL else self.parallel
                 threads += [
                     threading.Thread(
                         target=self._lane_loop,
@@ -156,23 +181,36 @@ class VisionWorker:
     # -- decode stage -----------------------------------------------------------------------
 
     def _decode(self, frame: Frame) -> Frame | None:
-        """The frame with its image decoded (None for a bad frame, counted and logged)."""
-        if frame.image is None and frame.data is not None:
+        """The frame decoded, once (None for a bad frame, counted and logged), with its decode
+        and slot wait times; the slot's ``latest`` for commands."""
+        taken = time.perf_counter()
+        image, decode_s = frame.image, 0.0
+        if image is None and frame.data is not None:
             try:
                 image = decode_image(frame.data, self.max_pixels)
             except ImageDecodeError as exc:
                 self.bad_frames += 1
                 log.warning("frame %d dropped: %s", frame.seq, exc)
                 return None
-            frame = Frame(image, frame.seq, frame.ts, None, frame.meta)
-        if frame.image is None:
+            decode_s = time.perf_counter() - taken
+        if image is None:
             return None
+        waited = taken - frame.arrived if frame.arrived else 0.0
+        frame = replace(frame, image=image, data=None, decode_s=decode_s, waited_s=waited, ready=time.perf_counter())
         self.slot.mark_latest(frame)
         return frame
 
     def _decode_loop(self, stop: threading.Event) -> None:
+        """Throughput mode: decode every frame and hand it to every lane. Latency mode: decode
+        the frames that come while the pipeline thread is busy, back into the slot."""
+        lanes = self.mode == "throughput"
         while not stop.is_set():
-            frame = self.slot.take(0.2)
+            if lanes:
+                frame = self.slot.take(0.2)
+            elif self._busy.wait(0.2):
+                frame = self.slot.take_encoded(0.2, self._busy.is_set)
+            else:
+                continue
             if frame is None:
                 continue
             try:
@@ -183,13 +221,13 @@ class VisionWorker:
                 continue
             if decoded is None:
                 continue
-            if self.mode == "throughput":
+            if lanes:
                 with self._lock:
                     self.processed += 1
                 for lane in self._lanes.values():
                     lane.put_frame(decoded)
             else:
-                self._decoded.put_frame(decoded)
+                self.slot.put_decoded(decoded)
 
     # -- latency mode ---------------------------------------------------------------------------
 
@@ -197,15 +235,18 @@ class VisionWorker:
         rate = _Rate()
         try:
             while not stop.is_set():
-                frame = self._decoded.take(0.2)
+                frame = self.slot.take(0.2)
                 if frame is None:
                     continue
                 t0 = time.perf_counter()
+                self._busy.set()
                 try:
                     self.step(frame)
                 except Exception:  # a bad frame or a pipeline bug must never stop the stream
                     self.errors += 1
                     log.exception("processing frame %d failed", frame.seq)
+                finally:
+                    self._busy.clear()
                 self.last_ms = (time.perf_counter() - t0) * 1000
                 rate.tick()
                 self.fps = rate.fps
@@ -213,24 +254,41 @@ class VisionWorker:
             self._close()
 
     def step(self, frame: Frame) -> None:
-        """Decode (when needed) and process one frame now, publishing its results."""
-        decoded = self._decode(frame)
+        """Process one frame now (decoding it first when it still needs it), publishing its results."""
+        decoded = frame if frame.image is not None and frame.ready else self._decode(frame)
         if decoded is None:
             return
         self.processed += 1
         if self.processor is None:
             return
-        self._publish(decoded, self.processor.process(decoded))
+        started = time.perf_counter()
+        results = self.processor.process(decoded)
+        self._publish(decoded, results, started, time.perf_counter() - started)
 
-    def _publish(self, frame: Frame, results: dict[str, dict[str, Any]]) -> None:
+    def _publish(self, frame: Frame, results: dict[str, dict[str, Any]], started: float, pipeline_s: float) -> None:
+        """Encode and publish a frame's results, then hand them to ``observe``; records the
+        frame's stage times."""
         assert frame.image is not None
         h, w = frame.image.shape[:2]
+        encode_s = publish_s = 0.0
+        out: list[tuple[str, dict[str, Any]]] = []
         for kind, body in results.items():
-            msg = {"v": SCHEMA, "dev": self.device_id, "seq": frame.seq, "ts": frame.ts, "w": w, "h": h, **body}
+            msg = envelope.result(self.device_id, frame.seq, frame.ts, w, h, body)
             if "seq" in frame.meta:
                 msg["frame_seq"] = frame.meta["seq"]
-            self.emit(kind, msg)
-        if self.on_published is not None:
+            t0 = time.perf_counter()
+            payload = codec.encode(msg, "msgpack")
+            t1 = time.perf_counter()
+            self.publish(kind, payload)
+            encode_s += t1 - t0
+            publish_s += time.perf_counter() - t1
+            out.append((kind, msg))
+        if out:
+            queue_s = frame.waited_s + (started - frame.ready if frame.ready else 0.0)
+            self.times.record(frame.decode_s, queue_s, pipeline_s, encode_s, publish_s)
+        for kind, msg in out:  # events, Home Assistant: after the results are out
+            self.observe(kind, msg)
+        if self.on_published is not None:  # the live view: a frame whose results went out
             self.on_published(frame)
 
     # -- throughput mode ----------------------------------------------------------------------
@@ -255,8 +313,8 @@ class VisionWorker:
                 self._close()
 
     def _lane_step(self, kind: str, frame: Frame, stop: threading.Event) -> None:
-        processor: Any = self.processor
-        assert frame.image is not None
+        processor = self.processor
+        assert frame.image is not None and processor is not None
         if kind not in processor.wanted():
             with self._lock:
                 self.lane_fps.pop(kind, None)
@@ -274,7 +332,7 @@ class VisionWorker:
             return
         ms = (time.perf_counter() - t0) * 1000
         if body is not None:
-            self._publish(frame, {kind: body})
+            self._publish(frame, {kind: body}, t0, ms / 1000)
         with self._lock:
             rate = self._rates[kind]
             rate.tick()
@@ -284,6 +342,5 @@ class VisionWorker:
             self.fps = min(active) if active else 0.0
 
     def _close(self) -> None:
-        close = getattr(self.processor, "close", None)
-        if callable(close):
-            close()
+        if self.processor is not None:
+            self.processor.close()

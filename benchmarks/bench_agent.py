@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.mqtt.embedded import EmbeddedBroker
-from benchmarks.common import EVAL, MODELS, REPO, Row, med, pct, report
-from tests.mqtt_helpers import TestClient
+from benchmarks.common import EVAL, MODELS, REPO, Row, fit_640x480, med, pct, report
+from tests.support.mqtt import TestClient
 
 PREFIX = "bench"
 DEV = "cam"
@@ -141,13 +140,7 @@ def hamilton_frames(folder: Path, n: int = 120) -> Path:
         ok, frame = cap.read()
         if not ok:
             break
-        h, w = frame.shape[:2]
-        s = min(640 / w, 480 / h)
-        small = cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((480, 640, 3), np.uint8)
-        y0, x0 = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
-        canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
-        cv2.imwrite(str(folder / f"{i:04d}.jpg"), canvas, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), fit_640x480(frame), [cv2.IMWRITE_JPEG_QUALITY, 90])
         i += 1
     cap.release()
     return folder

@@ -45,7 +45,7 @@ def agreement(top1: Callable[[F32], int], unit: F32, queries: F32) -> float:
 def one_size(n: int, d: int, rounds: int, rng: np.random.Generator) -> dict[str, float]:
     vecs = rng.normal(size=(n, d)).astype(np.float32)
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-    banks = {dt: fastpath.make_bank(vecs, dt) for dt in ("int8", "float16", "float32")}  # type: ignore[arg-type]
+    banks = {dt: fastpath.make_bank(vecs, dt) for dt in ("int8", "float16", "float32")}
     near = (unit[rng.integers(0, n, 400)] + rng.normal(0, 0.05, (400, d))).astype(np.float32)
     rand = rng.normal(size=(400, d)).astype(np.float32)
     queries = [np.ascontiguousarray(q) for q in near[:64]]
@@ -57,7 +57,7 @@ def one_size(n: int, d: int, rounds: int, rng: np.random.Generator) -> dict[str,
         return queries[calls[name] % len(queries)]
 
     def raw(dtype: str) -> Callable[[F32], int]:
-        return lambda x: int(fastpath.bank_search(x, banks[dtype])[0][0, 0])  # type: ignore[index]
+        return lambda x: int(fastpath.bank_search(x, banks[dtype])[0][0, 0])
 
     top1: dict[str, Callable[[F32], int]] = {
         "numpy f32": lambda x: int(np.argmax(unit @ x)),

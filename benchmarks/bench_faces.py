@@ -107,7 +107,7 @@ def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
         for fn in single_cases.values():
             fn()
     assert isinstance(result, dict) and result["faces"][0]["label"] == labels[17], result
-    assert opencv()["faces"][0]["label"] == labels[17]  # type: ignore[index]
+    assert opencv()["faces"][0]["label"] == labels[17]
     cases = {"agent": agent, "models": models_only, "opencv": opencv, **single_cases}
     times = alternate(cases, rounds, before=handover)
     m = {k: med(v) for k, v in times.items()}

@@ -92,21 +92,23 @@ def convergence(source: Agent, others: list[Agent], trials: int) -> dict[str, fl
             now = time.perf_counter()
             with lock:
                 for eid, per in arrived.items():
-                    if id(agent) not in per and agent.face_bank.entries.get(eid) is not None:
+                    if id(agent) not in per and agent.services.banks["faces"].entries.get(eid) is not None:
                         per[id(agent)] = now
 
         return on_change
 
     for o in others:
-        o.face_bank.on_change.append(hook(o))
+        o.services.banks["faces"].on_change.append(hook(o))
     rng = np.random.default_rng(1)
     times = []
     for i in range(trials):
         v = rng.normal(size=128).astype(np.float32)
         t0 = time.perf_counter()
-        (entry,) = source.face_bank.add(f"p{i % 20}", [v / np.linalg.norm(v)])
+        (entry,) = source.services.banks["faces"].add(f"p{i % 20}", [v / np.linalg.norm(v)])
         with lock:
-            arrived[entry.id] = {id(o): time.perf_counter() for o in others if entry.id in o.face_bank.entries}
+            arrived[entry.id] = {
+                id(o): time.perf_counter() for o in others if entry.id in o.services.banks["faces"].entries
+            }
         wait(lambda eid=entry.id: len(arrived[eid]) == len(others), 30)  # type: ignore[misc]
         times.append((max(arrived[entry.id].values()) - t0) * 1000)
         with lock:
@@ -154,13 +156,13 @@ def truncation(n: int, tmp: Path) -> dict[str, Any]:
     broker = EmbeddedBroker().start()
     try:
         probe = make_agent("probe", broker.port, tmp)
-        model = probe.face_bank.model
+        model = probe.services.banks["faces"].model
         probe.stop()
         seed(broker.port, model, n)
         got = {}
         for qos in (0, 1):
             a = synced(make_agent(f"q{qos}", broker.port, tmp, subscribe_qos=qos))
-            got[f"default mosquitto, QoS-{qos} subscription: entries received"] = len(a.face_bank.entries)
+            got[f"default mosquitto, QoS-{qos} subscription: entries received"] = len(a.services.banks["faces"].entries)
             a.stop()
         return got
     finally:
@@ -174,7 +176,7 @@ def load(n: int, tmp: Path) -> dict[str, Any]:
     try:
         assert broker.proc is not None
         probe = make_agent("probe", broker.port, tmp)  # only to learn the faces model fingerprint
-        model = probe.face_bank.model
+        model = probe.services.banks["faces"].model
         probe.stop()
         rss0 = rss_kb(broker.proc.pid)
         seed_s = seed(broker.port, model, n)
@@ -182,13 +184,13 @@ def load(n: int, tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         new = make_agent("newcomer", broker.port, tmp)
         agents.append(new)
-        wait(lambda: len(new.face_bank.entries) >= n)
+        wait(lambda: len(new.services.banks["faces"].entries) >= n)
         t_mem = time.perf_counter() - t0
         wait(lambda: new.fleet_sync.state()["bank_sync"]["unsaved"] == 0)
         t_disk = time.perf_counter() - t0
         synced(new)
         t_sync = time.perf_counter() - t0
-        file_mb = new.face_bank.path.stat().st_size / 1e6
+        file_mb = new.services.banks["faces"].path.stat().st_size / 1e6
         new.stop()
         t1 = time.perf_counter()
         again = synced(make_agent("newcomer", broker.port, tmp))
@@ -236,8 +238,8 @@ def main() -> None:
         try:
             x = make_agent("X", b1.port, tmp / "bridge")
             y = make_agent("Y", b2.port, tmp / "bridge")
-            (probe,) = x.face_bank.add("bridge-probe", [np.ones(128, np.float32)])
-            wait(lambda: probe.id in y.face_bank.entries, 30)  # the bridge is up
+            (probe,) = x.services.banks["faces"].add("bridge-probe", [np.ones(128, np.float32)])
+            wait(lambda: probe.id in y.services.banks["faces"].entries, 30)  # the bridge is up
             results["2 agents, bridged brokers"] = convergence(x, [y], args.trials)
             x.stop()
             y.stop()

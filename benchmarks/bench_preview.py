@@ -33,7 +33,7 @@ from agent.app import Agent
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.settings import load_settings
 from benchmarks.common import EVAL, MODELS, Row, med, report
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 PREFIX = "benchpv"
 DEV = "cam"

@@ -113,6 +113,17 @@ def load_bgr(path: Path, size: tuple[int, int] | None = None) -> npt.NDArray[np.
     return np.ascontiguousarray(img)
 
 
+def fit_640x480(img: np.ndarray) -> np.ndarray:
+    """An image scaled to fit a black 640x480 canvas, centred (a camera-sized frame)."""
+    h, w = img.shape[:2]
+    s = min(640 / w, 480 / h)
+    small = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    y0, x0 = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
+    canvas[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    return canvas
+
+
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {

@@ -1,11 +1,12 @@
 """Run every benchmark against its named peer and print the results table (``make bench``).
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only preprocess bank faces frame track pipelines agent preview]
+    .venv/bin/python benchmarks/run.py [--quick]
+        [--only preprocess bank faces frame track pipelines agent framepath preview]
                                        [--threads N]
 
 Each section runs its contenders alternately in the same process and reports medians (see the
 section modules: bench_preprocess, bench_bank, bench_faces, bench_track, bench_pipelines,
-bench_agent). The table shows the agent's figure, the peer's, the ratio as the bar reads it, the
+bench_agent, bench_framepath). The table shows the agent's figure, the peer's, the ratio as the bar reads it, the
 bar and whether it is met on this machine in this run. Everything is also written to
 benchmarks/results/run.json (git-ignored), with the machine and its load average, which matters:
 on a shared machine absolute times drift, ratios measured alternately much less.
@@ -28,6 +29,7 @@ from benchmarks import (
     bench_bank,
     bench_faces,
     bench_frame,
+    bench_framepath,
     bench_pipelines,
     bench_preprocess,
     bench_preview,
@@ -35,7 +37,7 @@ from benchmarks import (
 )
 from benchmarks.common import RESULTS, Row, machine
 
-SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent", "preview")
+SECTIONS = ("preprocess", "bank", "faces", "frame", "track", "pipelines", "agent", "framepath", "preview")
 
 
 def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[str, Any]]:
@@ -51,6 +53,8 @@ def _run_section(name: str, quick: bool, threads: int) -> tuple[list[Row], dict[
         return bench_track.run(1 if quick else 2, threads)
     if name == "pipelines":
         return bench_pipelines.run(15 if quick else 60, threads)
+    if name == "framepath":
+        return bench_framepath.run(30 if quick else 100)
     if name == "agent":
         return bench_agent.run(200 if quick else 1000, 4.0 if quick else 10.0)
     if name == "preview":

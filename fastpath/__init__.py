@@ -480,9 +480,11 @@ def bank_search(
     first; ``"l2"``: Euclidean distance, smallest first. Ties keep the lower index."""
     if type(bank) is Bank and bank.handle is not None and type(k) is int and (metric == "cosine" or metric == "l2"):
         # hot path: one C-contiguous float32 query (a face embedding), checked by the kernel
-        found = bank.handle.search1(query, k, metric == "cosine")
+        found: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None = bank.handle.search1(
+            query, k, metric == "cosine"
+        )
         if found is not None:
-            return found  # type: ignore[no-any-return]
+            return found
     if not isinstance(bank, Bank):
         raise ValueError(f"bank must be a fastpath.Bank (see make_bank), got {type(bank).__name__}")
     if metric not in ("cosine", "l2"):
@@ -554,11 +556,12 @@ def siamese_decode(
     if _kernels is None:
         consts = (float(sw), float(sh), float(penalty_k), float(window_influence))
         return ref.siamese_decode(cls, loc, px, py, window, *consts)
-    return _kernels[2].siamese_decode(  # type: ignore[no-any-return]
+    best: tuple[int, float, float, float, float, float, float] = _kernels[2].siamese_decode(
         np.ascontiguousarray(cls), np.ascontiguousarray(loc), np.ascontiguousarray(px), np.ascontiguousarray(py),
         px if window is None else np.ascontiguousarray(window), window is not None,
         float(sw), float(sh), float(penalty_k), float(window_influence),
     )  # fmt: skip
+    return best
 
 
 def window_cosine(feat: npt.NDArray[np.float32], unit: npt.NDArray[np.float32], x: float, y: float, k: int) -> float:
@@ -614,6 +617,5 @@ def nms(
     if _kernels is None or not np.isfinite(b).all():  # NaN/inf boxes: the spec's own semantics
         return ref.nms(b, sc, th, keep_n, cls)
     order = np.argsort(-sc, kind="stable")
-    return _kernels[2].nms(  # type: ignore[no-any-return]
-        b, order, order if cls is None else cls, cls is not None, th, keep_n
-    )
+    kept: npt.NDArray[np.int64] = _kernels[2].nms(b, order, order if cls is None else cls, cls is not None, th, keep_n)
+    return kept

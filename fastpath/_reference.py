@@ -377,14 +377,17 @@ def bank_scores(
                 res = np.where(qn[:, None] > 0, dots_unit / qn[:, None], 0.0)
             return res.astype(np.float32)
         d2 = norms[None, :] ** 2 - 2.0 * norms[None, :] * dots_unit + qn[:, None] ** 2
-        return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+        dist: npt.NDArray[np.float32] = np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+        return dist
     b = data.astype(np.float32)
     if metric == "cosine":
         inv_b = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
         inv_q = np.where(qn > 0, 1.0 / np.where(qn > 0, qn, 1.0), 0.0)
-        return ((queries @ b.T) * inv_b[None, :] * inv_q[:, None]).astype(np.float32)
+        cos: npt.NDArray[np.float32] = ((queries @ b.T) * inv_b[None, :] * inv_q[:, None]).astype(np.float32)
+        return cos
     diff = queries[:, None, :] - b[None, :, :]
-    return np.sqrt(np.einsum("qnd,qnd->qn", diff, diff)).astype(np.float32)
+    l2: npt.NDArray[np.float32] = np.sqrt(np.einsum("qnd,qnd->qn", diff, diff)).astype(np.float32)
+    return l2
 
 
 def top_k(scores: FloatArray, k: int, metric: Metric) -> tuple[IntArray, FloatArray]:

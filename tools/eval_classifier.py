@@ -111,7 +111,8 @@ def build(feats: np.ndarray, ep: Episode, policy: ClassPolicy, learn: bool, seed
 
 def cosine_centroid(feats: np.ndarray, ep: Episode, rows: np.ndarray) -> np.ndarray:
     centres = unit_rows(np.stack([unit_rows(feats[s]).mean(0) for s in ep.support]))
-    return unit_rows(feats[rows]) @ centres.T
+    cos: np.ndarray = unit_rows(feats[rows]) @ centres.T
+    return cos
 
 
 @dataclass

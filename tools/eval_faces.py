@@ -23,6 +23,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -234,7 +235,7 @@ def timings(pipe: FacePipeline, root: Path, runs: int = 30) -> None:
     faces = pipe.detect(frame)
     det_blob, _ = pipe.detector.preprocess(frame)
     emb_blob = pipe.embed_blob(frame, faces[0])
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "detect": lambda: pipe.detect(frame),
         "embed": lambda: pipe.embed(frame, faces[0]),
         "detector model only": lambda: pipe.detector.model(det_blob),

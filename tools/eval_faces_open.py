@@ -43,7 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from agent.models import load_manifest  # noqa: E402
-from agent.settings import FaceThresholds  # noqa: E402
+from agent.pipelines.faces import FaceThresholds  # noqa: E402
 from agent.vision.face_align import align_face  # noqa: E402
 from agent.vision.face_decision import DecisionRule  # noqa: E402
 from agent.vision.face_quality import QualityLimits, measure, verdict  # noqa: E402

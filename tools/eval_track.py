@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from agent.models.manifest import load_manifest  # noqa: E402
+from agent.vision.faces import box_iou  # noqa: E402
 from agent.vision.runtime import OnnxModel  # noqa: E402
 from agent.vision.track import NanoTracker, TrackParams, TrackResult  # noqa: E402
 
@@ -67,11 +68,7 @@ def load_sequence(folder: Path) -> tuple[list[np.ndarray], list[Box]]:
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    return box_iou((a[0], a[1], a[2], a[3]), (b[0], b[1], b[2], b[3]))
 
 
 @dataclass

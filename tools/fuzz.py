@@ -42,12 +42,15 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from agent.app import Agent  # noqa: E402
-from agent.commands import all_commands  # noqa: E402
 from agent.commands.base import Command  # noqa: E402
 from agent.homeassistant.discovery import BUTTONS, PIPELINE_NAMES, THRESHOLD_NUMBERS  # noqa: E402
 from agent.mqtt.client import SimpleClient  # noqa: E402
+from agent.mqtt.settings import MqttSettings  # noqa: E402
 from agent.mqtt.topics import Message  # noqa: E402
-from agent.settings import MqttSettings, Thresholds  # noqa: E402
+from agent.pipelines.classifier import ClassifierService  # noqa: E402
+from agent.pipelines.faces import FaceThresholds  # noqa: E402
+from agent.pipelines.registry import all_commands  # noqa: E402
+from agent.settings import Thresholds  # noqa: E402
 
 FLEET_KEY = "fuzz-fleet-key"
 
@@ -392,7 +395,11 @@ class Fuzzer:
 
     def snapshot(self) -> tuple[bytes, ...]:
         """What invalid input must never change: the bank files and the classifier samples."""
-        paths = [self.agent.face_bank.path, self.agent.class_bank.path, self.agent.classifier.samples_path]
+        paths = [
+            self.agent.services.banks["faces"].path,
+            self.agent.services.banks["classes"].path,
+            self.agent.services.get(ClassifierService).samples_path,
+        ]
         return tuple(p.read_bytes() if p.exists() else b"" for p in paths)
 
     def _wait_reply(self, corr: bytes) -> Message:
@@ -405,7 +412,7 @@ class Fuzzer:
         return self.stop_at is not None and time.monotonic() > self.stop_at
 
     def _slow(self, what: str, seconds: float) -> None:
-        face = self.agent.controls.thresholds.face
+        face = self.agent.controls.threshold(FaceThresholds)
         self.found.slow.append((seconds, f"{what}: {seconds:.1f}s (face.detect {face.detect:.3g}, nms {face.nms:.3g})"))
 
     def command(self, name: str, payload: bytes, *, force: bool = False) -> dict[str, Any]:
@@ -430,7 +437,7 @@ class Fuzzer:
         self._baseline = after
         if code == "internal" or self.internal:
             raise AssertionError(f"{name}: internal error {reply} {self.internal!r}")
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     def frame(self, payload: bytes, timeout: float = 300.0) -> None:
         """Push one frame and wait until the worker has taken it (processed or refused), so every
@@ -464,7 +471,7 @@ class Fuzzer:
         if self._over():
             return
         self.found.inputs["bank"] += 1
-        model = (self.agent.face_bank if bank == "faces" else self.agent.class_bank).model
+        model = (self.agent.services.banks["faces"] if bank == "faces" else self.agent.services.banks["classes"]).model
         self.client.publish(f"{self.prefix}/fleet/{self.fleet}/bank/{bank}/{model}/{entry}", payload, qos=1)
 
     def ha(self, path: str, payload: bytes) -> None:
@@ -492,7 +499,7 @@ class Fuzzer:
             state = a.fleet_sync.state()
             sync = state["bank_sync"]
             done = state["bank_rejected"] + sync.get("cleared", 0) + sync.get("dropped", 0) + sync.get("applied", 0)
-            return done >= self.found.inputs["bank"]
+            return bool(done >= self.found.inputs["bank"])
 
         while not (frames_done() and bank_done()):
             if time.monotonic() > deadline:

@@ -48,7 +48,9 @@ from agent.app import Agent  # noqa: E402
 from agent.homeassistant.discovery import DeviceInfo, HaTopics, discovery  # noqa: E402
 from agent.mqtt.client import SimpleClient  # noqa: E402
 from agent.mqtt.embedded import EmbeddedBroker  # noqa: E402
-from agent.settings import MqttSettings, load_settings  # noqa: E402
+from agent.mqtt.settings import MqttSettings  # noqa: E402
+from agent.pipelines.faces import FaceThresholds  # noqa: E402
+from agent.settings import load_settings  # noqa: E402
 
 DEV = "hacam"
 PREFIX = "maix"
@@ -268,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         agent = make_agent(work, broker.port)
         enrol(client)
         deadline = time.monotonic() + 60
-        while LABEL not in agent.face_bank.labels():
+        while LABEL not in agent.services.banks["faces"].labels():
             if time.monotonic() > deadline:
                 print("FAIL: the face was not enrolled")
                 return 1
             time.sleep(0.1)
         info = DeviceInfo(DEV, "Porch camera", "")
-        expected = discovery(info, HaTopics(DISCOVERY, f"{PREFIX}/{DEV}"), agent.face_bank.labels())
+        expected = discovery(info, HaTopics(DISCOVERY, f"{PREFIX}/{DEV}"), agent.services.banks["faces"].labels())
         entity_ids = {f"{d.component}.{DEV}_{d.key}" for d in expected}
         print(f"agent up; expecting {len(entity_ids)} entities; starting Home Assistant ({args.hass})")
         log_path = cfg / "home-assistant.log"
@@ -326,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             "HA number.set_value → thresholds.face.match 0.66 → number state 0.66",
             lambda: (
                 agent is not None
-                and agent.controls.thresholds.face.match == 0.66
+                and agent.controls.threshold(FaceThresholds).match == 0.66
                 and states.states.get(f"number.{DEV}_face_match") == "0.66"
             ),
             30,
@@ -336,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             "HA switches: faces pipeline on, segmentation off",
             lambda: (
                 agent is not None
-                and agent.controls.pipelines.faces
-                and not agent.controls.pipelines.segment
+                and agent.controls.enabled("faces")
+                and not agent.controls.enabled("segment")
                 and states.states.get(f"switch.{DEV}_pipeline_faces") == "on"
                 and states.states.get(f"switch.{DEV}_pipeline_segment") == "off"
             ),

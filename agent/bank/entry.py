@@ -51,7 +51,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import msgpack
 import numpy as np
@@ -106,7 +106,7 @@ class RejectedEntry(AgentError):
         self.detail = detail
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int  # bool is an int subclass; it is not a valid integer here
 
 
@@ -135,7 +135,7 @@ def _check_fields(
         return "label is not encodable as UTF-8"
     if not isinstance(origin, str) or not _ORIGIN_RE.fullmatch(origin):
         return f"origin must match [A-Za-z0-9_.:-]{{1,64}}, got {origin!r}"
-    if not _is_int(dim) or not 1 <= dim <= MAX_DIM:  # type: ignore[operator]
+    if not _is_int(dim) or not 1 <= dim <= MAX_DIM:
         return f"dim must be an int in 1..{MAX_DIM}"
     if not isinstance(deleted, bool):
         return "deleted must be a bool"

@@ -75,7 +75,8 @@ class ReviewItem:
         return out
 
     def encode(self) -> bytes:
-        return msgpack.packb({"v": ITEM_VERSION, **asdict(self)}, use_bin_type=True)  # type: ignore[no-any-return]
+        packed: bytes = msgpack.packb({"v": ITEM_VERSION, **asdict(self)}, use_bin_type=True)
+        return packed
 
     @classmethod
     def decode(cls, raw: bytes) -> ReviewItem:

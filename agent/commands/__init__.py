@@ -1,19 +1,17 @@
-"""Command families. Each module exposes ``COMMANDS``; :func:`all_commands` collects them."""
+"""Command families. Each module exposes ``COMMANDS``; the pipelines' own families are listed by
+the pipeline registry (``agent.pipelines.registry.all_commands`` collects everything)."""
 
 from __future__ import annotations
 
-from agent.commands import bank, classifier, controls, face, face_library, infer, preview, snapshot, system, track
+from agent.commands import bank, controls, infer, preview, snapshot, system
 from agent.commands.base import Command
 
 
-def all_commands() -> list[Command]:
+def general_commands() -> list[Command]:
+    """The commands that belong to no single pipeline."""
     return [
         *system.COMMANDS,
         *controls.COMMANDS,
-        *classifier.COMMANDS,
-        *face.COMMANDS,
-        *face_library.COMMANDS,
-        *track.COMMANDS,
         *infer.COMMANDS,
         *snapshot.COMMANDS,
         *preview.COMMANDS,

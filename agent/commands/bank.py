@@ -7,27 +7,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgpack
 import numpy as np
-from pydantic import BeforeValidator
 
 from agent.bank.maixpy import read_classes, read_faces, write_classes, write_faces
-from agent.commands.base import RequestModel, command
+from agent.commands.base import DataBytes, RequestModel, command
 from agent.commands.context import Context
 from agent.errors import CommandError
-
-
-def _bytes(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("data must be base64 text (JSON) or bytes (msgpack)") from None
-    return value
+from agent.pipelines.classifier import ClassifierService
+from agent.pipelines.faces import FaceService
 
 
 class Export(RequestModel):
@@ -38,7 +28,7 @@ class Export(RequestModel):
 class Import(RequestModel):
     bank: Literal["faces", "classes"]
     format: Literal["maixpy", "native"] = "native"
-    data: Annotated[bytes, BeforeValidator(_bytes)]
+    data: DataBytes
 
 
 def _native(bank: Any, entries: list[tuple[str, np.ndarray]]) -> bytes:
@@ -49,7 +39,8 @@ def _native(bank: Any, entries: list[tuple[str, np.ndarray]]) -> bytes:
         "dim": bank.dim,
         "entries": [{"label": lb, "vec": np.asarray(v, "<f4").tobytes()} for lb, v in entries],
     }
-    return msgpack.packb(doc, use_bin_type=True)  # type: ignore[no-any-return]
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def _read_native(data: bytes, bank: Any) -> list[tuple[str, np.ndarray]]:
@@ -79,11 +70,11 @@ def _read_native(data: bytes, bank: Any) -> list[tuple[str, np.ndarray]]:
 def export(req: Export, ctx: Context) -> dict[str, Any]:
     """The bank as bytes (msgpack bin, base64 in JSON)."""
     if req.bank == "faces":
-        bank = ctx.service("faces").bank
+        bank = ctx.service(FaceService).bank
         entries = [(e.label, e.vector()) for e in bank.live()]
         data = write_faces(entries) if req.format == "maixpy" else _native(bank, entries)
         return {"bank": "faces", "format": req.format, "entries": len(entries), "data": data}
-    svc = ctx.service("classifier")
+    svc = ctx.service(ClassifierService)
     bank = svc.bank
     if req.format == "native":
         entries = [(e.label, e.vector()) for e in bank.live()]
@@ -105,14 +96,14 @@ def _unit(vec: np.ndarray) -> np.ndarray:
 def import_(req: Import, ctx: Context) -> dict[str, Any]:
     """Add the file's entries to the bank (and sync them to the fleet)."""
     if req.bank == "faces":
-        bank = ctx.service("faces").bank
+        bank = ctx.service(FaceService).bank
         records = read_faces(req.data, expect_dim=bank.dim) if req.format == "maixpy" else _read_native(req.data, bank)
         if any(not label for label, _ in records):
             raise CommandError("bad_request", "data: a face record has an empty label")
         unit = [(label, _unit(vec)) for label, vec in records]
         bank.add_many(unit)  # one durable write: a file is imported whole or not at all
         return {"bank": "faces", "added": len(records)}
-    svc = ctx.service("classifier")
+    svc = ctx.service(ClassifierService)
     bank = svc.bank
     if req.format == "native":
         records = _read_native(req.data, bank)

@@ -24,19 +24,24 @@ class Empty(RequestModel):
     pass
 
 
-def _image_bytes(value: Any) -> Any:
-    """JPEG/PNG bytes: msgpack bin as is, or base64 text in JSON."""
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("image must be base64 text (JSON) or bytes (msgpack)") from None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    raise ValueError("image must be base64 text (JSON) or bytes (msgpack)")
+def _binary(what: str) -> BeforeValidator:
+    """Bytes in either encoding: msgpack bin as is, base64 text in JSON."""
+
+    def check(value: Any) -> bytes:
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                pass
+        elif isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        raise ValueError(f"{what} must be base64 text (JSON) or bytes (msgpack)")
+
+    return BeforeValidator(check)
 
 
-ImageBytes = Annotated[bytes, BeforeValidator(_image_bytes)]
+ImageBytes = Annotated[bytes, _binary("image")]  # JPEG/PNG
+DataBytes = Annotated[bytes, _binary("data")]  # a bank file
 
 
 @dataclass(frozen=True)

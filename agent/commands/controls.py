@@ -4,22 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ConfigDict
+
 from agent.commands.base import RequestModel, command
 from agent.commands.context import Context
 
 
-class PipelinesSet(RequestModel):
-    classifier: bool | None = None
-    faces: bool | None = None
-    segment: bool | None = None
-    track: bool | None = None
+class Patch(RequestModel):
+    """A partial map: by pipeline name (pipelines/set) or by thresholds section (thresholds/set).
+    The pipeline registry gives each command a model with one optional field per pipeline
+    (:func:`agent.pipelines.registry.all_commands`); the live controls then validate the values
+    against the settings models, with the same errors as the config file."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def patch(self) -> dict[str, Any]:
+        """The names given (a null value leaves the name as it is)."""
+        given = {**self.model_dump(exclude_none=True), **(self.model_extra or {})}
+        return {k: v for k, v in given.items() if v is not None}
 
 
-class ThresholdsSet(RequestModel):
-    face: dict[str, Any] | None = None
-    segment: dict[str, Any] | None = None
-    track: dict[str, Any] | None = None
-    classifier: dict[str, Any] | None = None
+class PipelinesSet(Patch):
+    pass
+
+
+class ThresholdsSet(Patch):
+    pass
+
+
+class Names(Patch):
+    """The base of the registry's models: only the names it declares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @command("pipelines", "get")
@@ -31,8 +47,7 @@ def pipelines_get(_req: Any, ctx: Context) -> dict[str, Any]:
 @command("pipelines", "set", PipelinesSet)
 def pipelines_set(req: PipelinesSet, ctx: Context) -> dict[str, Any]:
     """Enable or disable pipelines; names left out keep their value."""
-    patch = req.model_dump(exclude_none=True)
-    return ctx.controls.set_pipelines(patch).model_dump()
+    return ctx.controls.set_pipelines(req.patch()).model_dump()
 
 
 @command("thresholds", "get")
@@ -44,8 +59,7 @@ def thresholds_get(_req: Any, ctx: Context) -> dict[str, Any]:
 @command("thresholds", "set", ThresholdsSet)
 def thresholds_set(req: ThresholdsSet, ctx: Context) -> dict[str, Any]:
     """Change the thresholds a partial map names; the rest stay."""
-    patch = req.model_dump(exclude_none=True)
-    return ctx.controls.set_thresholds(patch).model_dump()
+    return ctx.controls.set_thresholds(req.patch()).model_dump()
 
 
 COMMANDS = [pipelines_get, pipelines_set, thresholds_get, thresholds_set]

@@ -16,6 +16,8 @@ from agent.commands.context import Context
 from agent.commands.frames import check_box, image_for
 from agent.commands.labels import Box, Label
 from agent.errors import CommandError
+from agent.pipelines.face_library import FaceLibrary
+from agent.pipelines.reembed import Reembed
 
 EntryId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -58,38 +60,38 @@ class Dismiss(RequestModel):
 @command("face", "reject", Reject, expensive=True)
 def reject(req: Reject, ctx: Context) -> dict[str, Any]:
     """ "This face is not LABEL": a negative example that later matches of LABEL must beat."""
-    lib = ctx.service("face_library")
+    lib = ctx.service(FaceLibrary)
     if req.unknown_id is not None:
-        return lib.reject(req.label, None, None, req.unknown_id)  # type: ignore[no-any-return]
+        return lib.reject(req.label, None, None, req.unknown_id)
     image = image_for(req.image, ctx)
-    return lib.reject(req.label, image, check_box(req.box, image), None)  # type: ignore[no-any-return]
+    return lib.reject(req.label, image, check_box(req.box, image), None)
 
 
 @command("face", "sample", SampleId)
 def sample(req: SampleId, ctx: Context) -> dict[str, Any]:
     """The aligned face crop (JPEG) of a sample, a negative or a queued unknown face."""
-    return ctx.service("face_library").sample(req.sample)  # type: ignore[no-any-return]
+    return ctx.service(FaceLibrary).sample(req.sample)
 
 
 @command("face", "unknowns", Unknowns)
 def unknowns(req: Unknowns, ctx: Context) -> dict[str, Any]:
     """The review queue: recent unknown faces that stayed, newest first."""
-    return ctx.service("face_library").unknowns(req.crops)  # type: ignore[no-any-return]
+    return ctx.service(FaceLibrary).unknowns(req.crops)
 
 
 @command("face", "dismiss", Dismiss)
 def dismiss(req: Dismiss, ctx: Context) -> dict[str, Any]:
     """Drop one unknown face from the review queue, or all of them."""
-    return ctx.service("face_library").dismiss(req.unknown_id)  # type: ignore[no-any-return]
+    return ctx.service(FaceLibrary).dismiss(req.unknown_id)
 
 
 @command("bank", "reembed")
 def reembed(_req: Any, ctx: Context) -> dict[str, Any]:
     """Recompute the faces bank from the crops kept by other face models (progress in state)."""
-    job = ctx.service("reembed")
+    job = ctx.service(Reembed)
     if job is None:
         raise CommandError("unavailable", "no faces bank")
-    return job.start()  # type: ignore[no-any-return]
+    return job.start()
 
 
 COMMANDS = [reject, sample, unknowns, dismiss, reembed]

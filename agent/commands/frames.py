@@ -15,10 +15,10 @@ def image_for(image: bytes | None, ctx: Context) -> np.ndarray:
             return decode_image(image, ctx.settings.limits.image_pixels)
         except ImageDecodeError as exc:
             raise CommandError("bad_request", f"image: {exc}") from None
-    latest = ctx.service("frames").latest
+    latest = ctx.frames.latest
     if latest is None or latest.image is None:
         raise CommandError("unavailable", "no frame from the source yet: send an image with the command")
-    return latest.image  # type: ignore[no-any-return]
+    return latest.image
 
 
 def check_box(box: list[float] | None, image: np.ndarray) -> list[float] | None:

@@ -8,6 +8,7 @@ from typing import Any
 from agent.commands.base import ImageBytes, RequestModel, command
 from agent.commands.context import Context
 from agent.commands.frames import image_for
+from agent.mqtt import envelope
 
 
 class Infer(RequestModel):
@@ -19,9 +20,9 @@ class Infer(RequestModel):
 def infer(req: Infer, ctx: Context) -> dict[str, Any]:
     """The pipeline's result map for this image, same schema as the result topics."""
     image = image_for(req.image, ctx)
-    body = ctx.service("engine").infer(req.pipeline, image)
+    body = ctx.engine.infer(req.pipeline, image)
     h, w = image.shape[:2]
-    return {"v": 1, "dev": ctx.device_id, "seq": 0, "ts": time.time(), "w": w, "h": h, **body}
+    return envelope.result(ctx.device_id, 0, time.time(), w, h, body)
 
 
 COMMANDS = [infer]

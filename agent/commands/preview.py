@@ -8,6 +8,7 @@ from pydantic import Field
 
 from agent.commands.base import RequestModel, command
 from agent.commands.context import Context
+from agent.preview import Preview
 
 
 class Start(RequestModel):
@@ -17,13 +18,13 @@ class Start(RequestModel):
 @command("preview", "start", Start)
 def start(req: Start, ctx: Context) -> dict[str, Any]:
     """Take or extend the live-view lease for `seconds` (capped by preview.max_lease); renew it to keep watching."""
-    return ctx.service("preview").start(req.seconds)  # type: ignore[no-any-return]
+    return ctx.service(Preview).start(req.seconds)
 
 
 @command("preview", "stop")
 def stop(_req: Any, ctx: Context) -> dict[str, Any]:
     """End the live-view lease now."""
-    return ctx.service("preview").stop()  # type: ignore[no-any-return]
+    return ctx.service(Preview).stop()
 
 
 COMMANDS = [start, stop]

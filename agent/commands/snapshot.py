@@ -16,10 +16,10 @@ class Snapshot(RequestModel):
 @command("snapshot", "", Snapshot)
 def snapshot(req: Snapshot, ctx: Context) -> dict[str, Any]:
     """Publish a JPEG of the latest frame (with the latest results drawn when draw is true)."""
-    latest = ctx.service("frames").latest
+    latest = ctx.frames.latest
     if latest is None or latest.image is None:
         raise CommandError("unavailable", "no frame from the source yet")
-    size = ctx.service("snapshot")(latest, req.draw)
+    size = ctx.snapshot(latest, req.draw)
     h, w = latest.image.shape[:2]
     return {"seq": latest.seq, "bytes": size, "w": w, "h": h, "draw": req.draw}
 

@@ -8,6 +8,7 @@ from agent.commands.base import ImageBytes, RequestModel, command
 from agent.commands.context import Context
 from agent.commands.frames import check_box, image_for
 from agent.commands.labels import Box
+from agent.pipelines.track import TrackService
 
 
 class Start(RequestModel):
@@ -21,13 +22,13 @@ def start(req: Start, ctx: Context) -> dict[str, Any]:
     image = image_for(req.image, ctx)
     box = check_box(req.box, image)
     assert box is not None
-    return ctx.service("track").start(image, box)  # type: ignore[no-any-return]
+    return ctx.service(TrackService).start(image, box)
 
 
 @command("track", "stop")
 def stop(_req: Any, ctx: Context) -> dict[str, Any]:
     """Stop tracking."""
-    return ctx.service("track").stop()  # type: ignore[no-any-return]
+    return ctx.service(TrackService).stop()
 
 
 COMMANDS = [start, stop]

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
-from agent.commands import all_commands
 from agent.commands.base import RequestModel
 from agent.commands.labels import Box, Label
+from agent.pipelines.registry import all_commands
 from agent.settings import ID_RE
 
 Dev = Annotated[str, StringConstraints(pattern=ID_RE.pattern)]
@@ -140,7 +140,8 @@ def errors(exc: ValidationError) -> str:
 
 def parse(text: str) -> Watch | Grab | Cmd:
     try:
-        return Incoming.validate_json(text)  # type: ignore[no-any-return]
+        msg: Watch | Grab | Cmd = Incoming.validate_json(text)
+        return msg
     except ValidationError as exc:
         raise Refused(errors(exc)) from None
 

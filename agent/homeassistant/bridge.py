@@ -6,7 +6,8 @@
   connection instead, so a camera that used to be discovered disappears from Home Assistant.
 * A change of the enrolled face labels re-publishes the ``face`` event entity (its event types).
 * Writes on ``maix/{dev}/ha/set/...`` (numbers, switches, buttons) become ordinary protocol
-  commands submitted to the command router: same queue, validation, handlers and replies.
+  commands submitted to the command dispatcher (declared as sent by the client ``homeassistant``):
+  same queue, validation, handlers and replies.
 
 Route sinks only enqueue; discovery is published by this bridge's own thread.
 """
@@ -49,7 +50,7 @@ class HomeAssistantBridge:
         info: DeviceInfo,
         topics: HaTopics,
         publish: Publish,
-        submit: Callable[[Message], None],
+        submit: Callable[[str, str, bytes], None],
         face_labels: Callable[[], list[str]],
         controls: Callable[[], tuple[dict[str, Any], dict[str, bool]]],
         debounce: float,
@@ -94,12 +95,8 @@ class HomeAssistantBridge:
             log.warning("ignoring Home Assistant write on %s: not a known control", msg.topic)
             return
         family, command, request = target
-        topic = f"{self.topics.base}/cmd/{family}/{command}" if command else f"{self.topics.base}/cmd/{family}"
         self.counts["commands"] += 1
-        # Declared as one client, "homeassistant", for the router's per-client accounting.
-        self.submit(
-            Message(topic=topic, payload=json.dumps(request).encode(), user_properties=(("client", "homeassistant"),))
-        )
+        self.submit(family, command, json.dumps(request).encode())
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_connected(self) -> None:

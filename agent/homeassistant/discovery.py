@@ -20,7 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-UNKNOWN = "unknown"
+from agent.pipelines import registry
+from agent.vision.faces import UNKNOWN
+
 ORIGIN_NAME = "maix-agent"
 
 
@@ -79,23 +81,25 @@ class HaTopics:
         return f"{self.discovery_prefix}/{component}/{object_id}/config"
 
 
+def _family_command(command: str) -> tuple[str, str]:
+    family, _, name = command.partition("/")
+    return family, name
+
+
 # Mirror paths (under maix/{dev}/ha/); mirror.py publishes them.
 PERSON, CLASS, PRESENCE, TRACK = "person", "class", "presence", "track"
 THRESHOLDS, PIPELINES = "thresholds", "pipelines"
 EVENT_FACE, EVENT_TRACK = "event/face", "event/track"
 RETAINED_MIRRORS = (PERSON, CLASS, PRESENCE, TRACK, THRESHOLDS, PIPELINES)
 
-# number key → (path in thresholds, name, max)
+# From the pipeline registry: number key → (path in thresholds, name, max); switch names;
+# button key → (family, command, request, name, icon).
 THRESHOLD_NUMBERS: dict[str, tuple[tuple[str, str], str, float]] = {
-    "face_match": (("face", "match"), "Face match threshold", 1.0),
-    "face_detect": (("face", "detect"), "Face detect threshold", 1.0),
-    "segment_score": (("segment", "score"), "Segment score threshold", 1.0),
-    "track_score": (("track", "score"), "Track score threshold", 1.0),
+    f"{p.section}_{n.field}": ((p.section, n.field), n.name, n.top) for p in registry.PIPELINES for n in p.numbers
 }
-PIPELINE_NAMES = ("classifier", "faces", "segment", "track")
-# button key → (family, command, request, name, icon)
+PIPELINE_NAMES = tuple(p.name for p in registry.PIPELINES)
 BUTTONS: dict[str, tuple[str, str, dict[str, Any], str, str]] = {
-    "learn": ("classifier", "learn", {}, "Learn classes", "mdi:school"),
+    **{b.key: (*_family_command(b.command), {}, b.name, b.icon) for p in registry.PIPELINES for b in p.buttons},
     "take_snapshot": ("snapshot", "", {"draw": True}, "Take snapshot", "mdi:camera"),
 }
 TRACK_EVENT_TYPES = ["lost", "found"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.events import UNKNOWN, Event
+from agent.events import Event
 from agent.homeassistant.discovery import (
     CLASS,
     EVENT_FACE,
@@ -37,6 +37,7 @@ from agent.homeassistant.discovery import (
     TRACK,
     slug,
 )
+from agent.vision.faces import UNKNOWN
 
 PERSON_LABEL = "person"  # the COCO class counted as people
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -66,7 +67,7 @@ def require(spec: ModelSpec, models_dir: Path) -> Path:
     return verdict.path
 
 
-def _open_source(mirror: str, spec: ModelSpec) -> Callable[[], object]:
+def _open_source(mirror: str, spec: ModelSpec) -> Callable[[], io.BufferedIOBase]:
     if mirror.startswith(("http://", "https://")):
         url = mirror.rstrip("/") + "/" + spec.file
         return lambda: urllib.request.urlopen(url, timeout=60)
@@ -104,7 +105,7 @@ def fetch(
                 src = _open_source(mirror, spec)()
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot read {spec.file} from mirror {mirror}: {exc}") from exc
-            with os.fdopen(fd, "wb") as out, src as fh:  # type: ignore[attr-defined]
+            with os.fdopen(fd, "wb") as out, src as fh:
                 while chunk := fh.read(CHUNK):
                     digest.update(chunk)
                     out.write(chunk)

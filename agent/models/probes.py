@@ -18,12 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from agent.errors import ModelError
 from agent.models.manifest import Manifest, ModelSpec
+
+if TYPE_CHECKING:
+    from agent.vision.runtime import Model
 
 TRACK_FRAMES = 40
 FACE_IMAGES = ("faces/obama.jpg", "faces/two_people.jpg", "faces/biden.jpg", "faces/alex-lacamoire.png")
@@ -56,7 +60,7 @@ class Probe:
     """``feeds``: realistic inputs, one dict a run; ``check(candidate, reference)``."""
 
     feeds: list[Feeds]
-    check: Callable[[object, object], Check]
+    check: Callable[[Model, Model], Check]
 
 
 def _read(path: Path) -> np.ndarray:
@@ -96,17 +100,17 @@ def _frames(eval_dir: Path, names: tuple[str, ...]) -> list[np.ndarray]:
     return [fit_640x480(_read(eval_dir / n)) for n in names]
 
 
-def _detector_probe(spec: ModelSpec, eval_dir: Path, reference: object) -> Probe:
+def _detector_probe(spec: ModelSpec, eval_dir: Path, reference: Model) -> Probe:
     from agent.vision.face_detect import FaceDetector, detector_kind
 
     frames = _frames(eval_dir, FACE_IMAGES)
     kind = detector_kind(spec.name)
 
-    def check(cand: object, ref: object) -> Check:
+    def check(cand: Model, ref: Model) -> Check:
         worst = 1.0
         for frame in frames:
-            a = FaceDetector(ref, kind).detect(frame, 0.5)  # type: ignore[arg-type]
-            b = FaceDetector(cand, kind).detect(frame, 0.5)  # type: ignore[arg-type]
+            a = FaceDetector(ref, kind).detect(frame, 0.5)
+            b = FaceDetector(cand, kind).detect(frame, 0.5)
             for xs, ys in ((a, b), (b, a)):
                 for f in (f for f in xs if f.score >= 0.6):
                     best = max(ys, key=lambda g: _iou(f.box, g.box), default=None)
@@ -118,7 +122,7 @@ def _detector_probe(spec: ModelSpec, eval_dir: Path, reference: object) -> Probe
                     worst = min(worst, v)
         return Check(worst >= 0.98, worst, TOLERANCE["face_detector"])
 
-    blobs = [FaceDetector(reference, kind).preprocess(f)[0] for f in frames]  # type: ignore[arg-type]
+    blobs = [FaceDetector(reference, kind).preprocess(f)[0] for f in frames]
     return Probe([{spec.input.name: b} for b in blobs], check)
 
 
@@ -143,9 +147,9 @@ def _embedder_probe(spec: ModelSpec, manifest: Manifest, models_dir: Path, eval_
     return Probe(feeds, _cosine_check(feeds, TOLERANCE["face_embedder"]))
 
 
-def _cosine_check(feeds: list[Feeds], tolerance: str) -> Callable[[object, object], Check]:
-    def check(cand: object, ref: object) -> Check:
-        worst = min(_cos(cand.run(f)[0], ref.run(f)[0]) for f in feeds)  # type: ignore[attr-defined]
+def _cosine_check(feeds: list[Feeds], tolerance: str) -> Callable[[Model, Model], Check]:
+    def check(cand: Model, ref: Model) -> Check:
+        worst = min(_cos(cand.run(f)[0], ref.run(f)[0]) for f in feeds)
         return Check(worst >= 0.999, worst, tolerance)
 
     return check
@@ -159,7 +163,8 @@ def _features_probe(spec: ModelSpec, eval_dir: Path) -> Probe:
 
 
 def _segmenter_probe(spec: ModelSpec, eval_dir: Path) -> Probe:
-    from agent.vision.segment import Segmenter, letterbox
+    from agent.vision.segment import Segmenter
+    from agent.vision.yolo_decode import letterbox
 
     paths = [*sorted((eval_dir / "coco128" / "images").glob("*.jpg"))[:SEGMENT_IMAGES], eval_dir / "images/bus.jpg"]
     frames = [_read(p) for p in paths]
@@ -170,12 +175,12 @@ def _segmenter_probe(spec: ModelSpec, eval_dir: Path) -> Probe:
         for f in frames
     ]
 
-    def check(cand: object, ref: object) -> Check:
+    def check(cand: Model, ref: Model) -> Check:
         worst = 1.0
         for frame in frames:
             h, w = frame.shape[:2]
-            a = Segmenter(ref).segment_with_masks(frame, score_th=0.3, polygons=False)  # type: ignore[arg-type]
-            b = Segmenter(cand).segment_with_masks(frame, score_th=0.3, polygons=False)  # type: ignore[arg-type]
+            a = Segmenter(ref).segment_with_masks(frame, score_th=0.3, polygons=False)
+            b = Segmenter(cand).segment_with_masks(frame, score_th=0.3, polygons=False)
             for xs, ys in ((a, b), (b, a)):
                 for obj, bm in (o for o in xs if o[0]["score"] >= 0.45):
                     same = [o for o in ys if o[0]["class_id"] == obj["class_id"]]
@@ -216,12 +221,12 @@ def _tracker_probe(spec: ModelSpec, manifest: Manifest, models_dir: Path, eval_d
         assert probe._template is not None
         feeds = [{hd_t: probe._template, hd_x: backbone.run({bb_in: c})[0]} for c in crops]
 
-    def run(bb: object, hd: object) -> list[tuple[float, float, float, float]]:
-        t = NanoTracker(bb, hd)  # type: ignore[arg-type]
+    def run(bb: Model, hd: Model) -> list[tuple[float, float, float, float]]:
+        t = NanoTracker(bb, hd)
         t.init(frames[0], box)
         return [t.track(f).box for f in frames[1:]]
 
-    def check(cand: object, ref: object) -> Check:
+    def check(cand: Model, ref: Model) -> Check:
         pair = (cand, head) if spec.role == "tracker_backbone" else (backbone, cand)
         worst = min(_iou(a, b) for a, b in zip(run(backbone, head), run(*pair), strict=True))
         return Check(worst >= 0.95, worst, TOLERANCE[spec.role])
@@ -229,7 +234,7 @@ def _tracker_probe(spec: ModelSpec, manifest: Manifest, models_dir: Path, eval_d
     return Probe(feeds, check)
 
 
-def build_probe(spec: ModelSpec, manifest: Manifest, models_dir: Path, eval_dir: Path, reference: object) -> Probe:
+def build_probe(spec: ModelSpec, manifest: Manifest, models_dir: Path, eval_dir: Path, reference: Model) -> Probe:
     """The probe of ``spec``'s role, from the images in ``eval_dir`` (``reference``: ``spec`` on
     the reference engine)."""
     if not eval_dir.is_dir():

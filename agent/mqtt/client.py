@@ -16,9 +16,9 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -27,10 +27,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.errors import TransportError
+from agent.mqtt.settings import MqttSettings
 from agent.mqtt.topics import Message, Route, TopicRegistry
-from agent.settings import MqttSettings
 
 log = logging.getLogger(__name__)
+# paho's Properties(packet_type) carries no annotations: one typed name for it.
+_properties = cast("Callable[[int], Properties]", Properties)
 
 # CONNACK codes that retrying cannot fix: 3.1.1 (4 bad user/password, 5 not authorised) and
 # MQTT 5 (134, 135, 138 banned, 140 bad auth method).
@@ -81,19 +83,35 @@ def _to_message(msg: mqtt.MQTTMessage) -> Message:
     )
 
 
-def _publish_props(
-    v5: bool, correlation: bytes | None, content_type: str | None, user: dict[str, str] | None
+def publish_properties(
+    v5: bool,
+    *,
+    correlation: bytes | None = None,
+    content_type: str | None = None,
+    response_topic: str | None = None,
+    user: dict[str, str] | None = None,
 ) -> Properties | None:
-    if not v5 or (correlation is None and content_type is None and not user):
+    """The MQTT 5 PUBLISH properties given (None with MQTT 3.1.1, or when there are none)."""
+    if not v5 or not (correlation is not None or content_type or response_topic or user):
         return None
-    props = Properties(PacketTypes.PUBLISH)
+    props = _properties(PacketTypes.PUBLISH)
     if correlation is not None:
         props.CorrelationData = correlation
     if content_type is not None:
         props.ContentType = content_type
+    if response_topic:
+        props.ResponseTopic = response_topic
     if user:
         props.UserProperty = list(user.items())
     return props
+
+
+def route_for(routes: Iterable[Route], topic: str) -> Route | None:
+    """The first route whose filter matches ``topic`` (paho's matcher: ``+``, ``#``, ``$`` topics)."""
+    for route in routes:
+        if mqtt.topic_matches_sub(route.filter, topic):
+            return route
+    return None
 
 
 @dataclass
@@ -209,7 +227,7 @@ class MqttLink:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        route = self.registry.match(msg.topic)
+        route = route_for(self.registry.routes(), msg.topic)
         if route is None:
             self.stats.unrouted += 1
             return
@@ -233,7 +251,7 @@ class MqttLink:
             # CONNECT's Maximum Packet Size: the broker drops anything bigger instead of sending it,
             # so an oversize publish never reaches paho's buffers (MQTT 3.1.1 has no such property:
             # set the broker's max_packet_size).
-            props = Properties(PacketTypes.CONNECT)
+            props = _properties(PacketTypes.CONNECT)
             props.MaximumPacketSize = self.max_packet
         try:
             self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive, properties=props)
@@ -261,7 +279,7 @@ class MqttLink:
         content_type: str | None = None,
         user: dict[str, str] | None = None,
     ) -> None:
-        props = _publish_props(self._v5, correlation, content_type, user)
+        props = publish_properties(self._v5, correlation=correlation, content_type=content_type, user=user)
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
             self.stats.published += 1  # queued; paho sends it after reconnect for QoS>0
@@ -327,13 +345,7 @@ class SimpleClient:
         response_topic: str | None = None,
         correlation: bytes | None = None,
     ) -> None:
-        props = None
-        if self.cfg.protocol == "5" and (response_topic or correlation):
-            props = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                props.ResponseTopic = response_topic
-            if correlation:
-                props.CorrelationData = correlation
+        props = publish_properties(self.cfg.protocol == "5", correlation=correlation, response_topic=response_topic)
         self._client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(10)
 
     def messages(self, timeout: float | None = None) -> Iterator[Message]:
@@ -433,7 +445,7 @@ class StreamClient:
         """Queue a message; False when the client is not connected (nothing is sent later)."""
         if not self.connected.is_set():
             return False
-        props = _publish_props(self.cfg.protocol == "5", None, content_type, None)
+        props = publish_properties(self.cfg.protocol == "5", content_type=content_type)
         info = self._client.publish(topic, payload, qos=qos, properties=props)
         return info.rc == mqtt.MQTT_ERR_SUCCESS
 

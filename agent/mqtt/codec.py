@@ -81,4 +81,5 @@ def _finite(obj: Any) -> Any:
 def encode(obj: Any, encoding: Encoding) -> bytes:
     if encoding == "json":
         return json.dumps(_finite(obj), default=_json_default, separators=(",", ":")).encode()
-    return msgpack.packb(obj, default=_plain, use_bin_type=True)  # type: ignore[no-any-return]
+    packed: bytes = msgpack.packb(obj, default=_plain, use_bin_type=True)
+    return packed

@@ -1,25 +1,14 @@
-"""The command envelope: request ``{id?, …args}`` and reply ``{id, ok, data | error}``."""
+"""The envelopes: a command request ``{id?, …args}``, its reply ``{id, ok, data | error}``, and
+a result ``{v, dev, seq, ts, w, h, …body}`` (``result/{kind}`` and the ``infer`` reply)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ErrorCode
-from agent.mqtt.codec import Encoding
 
 MAX_ID_LEN = 128
-
-
-@dataclass(frozen=True)
-class Request:
-    family: str
-    command: str
-    id: Any
-    args: dict[str, Any]
-    encoding: Encoding
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
+RESULT_SCHEMA = 1
 
 
 def split_id(body: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -39,3 +28,11 @@ def ok(req_id: Any, data: Any) -> dict[str, Any]:
 
 def error(req_id: Any, code: ErrorCode, message: str) -> dict[str, Any]:
     return {"id": req_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+def result(dev: str | None, seq: int, ts: float, w: int, h: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline's result for one frame or image of ``w`` x ``h`` (no ``dev`` when None: offline)."""
+    head: dict[str, Any] = {"v": RESULT_SCHEMA}
+    if dev is not None:
+        head["dev"] = dev
+    return {**head, "seq": seq, "ts": ts, "w": w, "h": h, **body}

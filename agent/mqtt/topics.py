@@ -23,22 +23,6 @@ class Message:
 Sink = Callable[[Message], None]
 
 
-def topic_matches(filter_: str, topic: str) -> bool:
-    """MQTT wildcard match (``+`` one level, ``#`` the rest), per MQTT 3.1.1 §4.7."""
-    f_parts = filter_.split("/")
-    t_parts = topic.split("/")
-    if topic.startswith("$") and f_parts[0] in ("+", "#"):
-        return False
-    for i, f in enumerate(f_parts):
-        if f == "#":
-            return True
-        if i >= len(t_parts):
-            return False
-        if f != "+" and f != t_parts[i]:
-            return False
-    return len(f_parts) == len(t_parts)
-
-
 @dataclass(frozen=True)
 class Route:
     filter: str
@@ -49,7 +33,8 @@ class Route:
 
 @dataclass
 class TopicRegistry:
-    """Routes by topic filter. The client subscribes to exactly these and dispatches by them."""
+    """Routes by topic filter. The client subscribes to exactly these and dispatches by them
+    (matching topics with paho's own matcher, in agent/mqtt/client.py)."""
 
     _routes: list[Route] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -72,12 +57,6 @@ class TopicRegistry:
     def routes(self) -> list[Route]:
         with self._lock:
             return list(self._routes)
-
-    def match(self, topic: str) -> Route | None:
-        for route in self.routes():
-            if topic_matches(route.filter, topic):
-                return route
-        return None
 
 
 @dataclass(frozen=True)
@@ -115,6 +94,25 @@ class Topics:
     @property
     def snapshot(self) -> str:
         return f"{self.base}/snapshot"
+
+    @property
+    def everything(self) -> str:
+        return f"{self.base}/#"
+
+    @property
+    def results(self) -> str:
+        return f"{self.base}/result/#"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/event/#"
+
+    def command(self, family: str, command: str) -> str:
+        return f"{self.base}/cmd/{family}/{command}" if command else f"{self.base}/cmd/{family}"
+
+    def fleet_command(self, family: str, command: str) -> str:
+        base = f"{self.prefix}/fleet/{self.fleet}/cmd"
+        return f"{base}/{family}/{command}" if command else f"{base}/{family}"
 
     @property
     def preview(self) -> str:

@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import msgpack
 import numpy as np
+from pydantic import Field
 
 from agent.bank.store import EntryBank
-from agent.controls import Controls
 from agent.errors import CommandError
+from agent.pipelines.live import Build, LiveThresholds, OneStep
 from agent.pipelines.loader import ModelLoader
+from agent.sections import Section
 from agent.storage import atomic_write, move_aside
 from agent.vision.class_policy import ClassPolicy
 from agent.vision.classifier import SelfLearnClassifier
@@ -30,8 +32,23 @@ log = logging.getLogger(__name__)
 MAX_SAMPLES = 10_000
 
 
-class ClassifierService:
-    def __init__(self, loader: ModelLoader, model: str, bank: EntryBank, controls: Controls, state_dir: Path) -> None:
+class ClassifierThresholds(Section):
+    section: ClassVar[str] = "classifier"
+    policy: Literal["similarity", "max_distance", "maixpy"] = Field(
+        "similarity",
+        description="who names a frame: similarity (cosine, calibrated on photos) | max_distance (raw L2) | "
+        "maixpy (ranking's first, never unknown)",
+    )
+    min_similarity: float = Field(
+        0.56, ge=-1, le=1, description="similarity policy: `unknown` below this (MobileNetV2; also learn's cut-off)"
+    )
+    max_distance: float = Field(14.0, gt=0, description="max_distance policy: `unknown` beyond this raw L2 distance")
+
+
+class ClassifierService(OneStep):
+    def __init__(
+        self, loader: ModelLoader, model: str, bank: EntryBank, controls: LiveThresholds, state_dir: Path
+    ) -> None:
         self.loader = loader
         self.model_name = model
         self.bank = bank
@@ -44,6 +61,16 @@ class ClassifierService:
         self._samples_version = 0
         self._built: tuple[tuple[int, int, float], SelfLearnClassifier] | None = None
         self._load_samples()
+
+    @classmethod
+    def build(cls, b: Build) -> ClassifierService:
+        return cls(b.loader, b.models.features, b.bank, b.controls, b.state_dir)
+
+    def warm_up(self) -> None:
+        _ = self.extractor
+
+    def prepare(self, image: np.ndarray) -> dict[str, Any]:
+        return self.classify(image)
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -83,7 +110,7 @@ class ClassifierService:
 
     # -- the classifier -----------------------------------------------------------------------
     def policy(self) -> ClassPolicy:
-        t = self.controls.thresholds.classifier
+        t = self.controls.threshold(ClassifierThresholds)
         return ClassPolicy(t.policy, t.max_distance, t.min_similarity)
 
     def classifier(self) -> SelfLearnClassifier:

@@ -13,31 +13,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from agent.controls import Controls
 from agent.errors import CommandError
-from agent.pipelines.classifier import ClassifierService
-from agent.pipelines.faces import FaceService
-from agent.pipelines.segment import SegmentService
-from agent.pipelines.track import TrackService
+from agent.pipelines.live import LiveService
+from agent.pipelines.registry import PIPELINES, by_name, names
 from agent.sources.base import Frame
 
 log = logging.getLogger(__name__)
 
-KINDS = {
-    "classifier": "classify",
-    "classify": "classify",
-    "faces": "faces",
-    "face": "faces",
-    "segment": "segments",
-    "segments": "segments",
-    "track": "track",
-}
+
+class Switches(Protocol):
+    def enabled(self, name: str) -> bool:
+        """Whether pipelines.{name} is on now."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -52,20 +46,16 @@ class Prepared:
 class Engine:
     def __init__(
         self,
-        controls: Controls,
-        classifier: ClassifierService,
-        faces: FaceService,
-        segment: SegmentService,
-        track: TrackService,
+        controls: Switches,
+        services: Mapping[str, LiveService],
         *,
         publish_on_change: bool = False,
         workers: int = 1,
     ) -> None:
+        """``services``: each registry pipeline's service by pipeline name."""
         self.controls = controls
-        self.classifier = classifier
-        self.faces = faces
-        self.segment = segment
-        self.track = track
+        self.services = {p.kind: services[p.name] for p in PIPELINES}
+        self._names = {p.kind: p.name for p in PIPELINES}
         self.publish_on_change = publish_on_change
         self.workers = max(1, workers)
         self.last: dict[str, Any] = {}
@@ -76,38 +66,17 @@ class Engine:
 
     def warm_up(self) -> None:
         """Load the models of the enabled pipelines now rather than on the first frame."""
-        p = self.controls.pipelines
-        for enabled, load in (
-            (p.classifier, lambda: self.classifier.extractor),
-            (p.faces, lambda: self.faces.pipeline),
-            (p.segment, lambda: self.segment.segmenter),
-        ):
-            if enabled:
-                load()
-
-    def run(self, kind: str, image: np.ndarray, *, live: bool) -> dict[str, Any] | None:
-        if kind == "classify":
-            return self.classifier.classify(image)
-        if kind == "faces":
-            return self.faces.recognise(image, live=live)
-        if kind == "segments":
-            return self.segment.segment(image)
-        if kind == "track":
-            return self.track.step(image)
-        raise ValueError(kind)
+        for kind, svc in self.services.items():
+            if self.controls.enabled(self._names[kind]):
+                svc.warm_up()
 
     def wanted(self) -> list[str]:
-        """The result kinds to compute for a live frame now (enabled pipelines; track once started)."""
-        p = self.controls.pipelines
+        """The result kinds to compute for a live frame now (enabled pipelines that are ready:
+        track once started)."""
         return [
-            k
-            for k, on in (
-                ("classify", p.classifier),
-                ("faces", p.faces),
-                ("segments", p.segment),
-                ("track", p.track and self.track.active),
-            )
-            if on
+            kind
+            for kind, svc in self.services.items()
+            if self.controls.enabled(self._names[kind]) and svc.not_ready() is None
         ]
 
     def run_live(self, kind: str, image: np.ndarray) -> dict[str, Any] | None:
@@ -120,17 +89,14 @@ class Engine:
         the faces' vote): several frames of one pipeline may be prepared side by side, except
         ``track``, whose every frame depends on the one before."""
         t0 = time.perf_counter()
-        work: Any = self.faces.analyse(image) if kind == "faces" else self.run(kind, image, live=True)
+        work = self.services[kind].prepare(image)
         return Prepared(kind, work, time.perf_counter() - t0)
 
     def finish(self, prepared: Prepared) -> dict[str, Any] | None:
         """:meth:`run_live`'s result from a prepared frame; call it in frame order."""
         kind = prepared.kind
         t0 = time.perf_counter()
-        if kind == "faces":
-            body: dict[str, Any] | None = self.faces.result(prepared.work, live=True)
-        else:
-            body = prepared.work
+        body = self.services[kind].finish(prepared.work, live=True)
         ms = round((prepared.seconds + time.perf_counter() - t0) * 1000, 2)
         with self._lock:
             self.timings_ms[kind] = ms
@@ -172,10 +138,12 @@ class Engine:
             pool.shutdown(wait=True)
 
     def infer(self, pipeline: str, image: np.ndarray) -> dict[str, Any]:
-        kind = KINDS.get(pipeline)
-        if kind is None:
-            raise CommandError("bad_request", f"unknown pipeline {pipeline!r} (classifier, faces, segment, track)")
-        if kind == "track" and not self.track.active:
-            raise CommandError("conflict", "no target is being tracked: send track/start first")
-        body = self.run(kind, image, live=False)
-        return body or {}
+        """One pipeline on one image, whatever runs live (no per-track vote, no timings)."""
+        spec = by_name(pipeline)
+        if spec is None:
+            raise CommandError("bad_request", f"unknown pipeline {pipeline!r} ({names()})")
+        svc = self.services[spec.kind]
+        reason = svc.not_ready()
+        if reason is not None:
+            raise CommandError("conflict", reason)
+        return svc.finish(svc.prepare(image), live=False) or {}

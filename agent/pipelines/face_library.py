@@ -17,7 +17,9 @@ from agent.bank.entry import BankEntry
 from agent.bank.review import ReviewItem, ReviewRing
 from agent.errors import CommandError
 from agent.pipelines.face_review import ReviewQueue
-from agent.pipelines.faces import FaceService, created_ms
+from agent.pipelines.faces import FaceService, FaceThresholds, created_ms
+from agent.pipelines.live import Build
+from agent.pipelines.reembed import Reembed
 from agent.vision.face_crops import decode_crop, embed_crop, encode_crop
 from agent.vision.faces import UNKNOWN, box_iou
 
@@ -98,7 +100,7 @@ class FaceLibrary:
     ) -> tuple[np.ndarray, bytes, dict[str, Any]]:
         """The face of ``image`` meant: the one at ``box``; else the one named ``label``
         (the best if several); else the largest."""
-        th = self.faces.controls.thresholds.face
+        th = self.faces.controls.threshold(FaceThresholds)
         found = self.faces.analyse(image, corrections=False)
         if not found.faces:
             raise CommandError("not_found", f"no face found in the image (face.detect threshold {th.detect})")
@@ -170,3 +172,12 @@ class FaceLibrary:
 
     def state(self) -> dict[str, Any]:
         return {**self.ring.state(), "write_errors": self.queue.write_errors}
+
+
+def companions(b: Build, faces: FaceService) -> list[object]:
+    """The faces pipeline's other services (its registry entry's ``companions``): the library
+    (review queue of unknown faces, corrections) and the re-embedding job."""
+    review = b.settings.faces.review
+    ring = ReviewRing(b.state_dir / "review", review.keep, review.retention_hours * 3600)
+    model = b.loader.spec(b.settings.models.face_embedder).fingerprint
+    return [FaceLibrary(faces, ring, model), Reembed(faces)]

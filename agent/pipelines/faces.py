@@ -5,22 +5,39 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
 from agent.bank.store import EntryBank
-from agent.controls import Controls
 from agent.errors import CommandError
+from agent.pipelines.live import Build, LiveThresholds
 from agent.pipelines.loader import ModelLoader
-from agent.settings import FaceThresholds
+from agent.sections import Section
 from agent.vision.face_crops import encode_crop
 from agent.vision.face_decision import DecisionRule
+from agent.vision.face_detect import detector_kind
 from agent.vision.face_negatives import NegativeIndex
 from agent.vision.face_quality import QualityLimits
 from agent.vision.faces import DEFAULT_MAX_FACES, FaceAnalysis, FacePipeline, FaceTracks
 
 ENTRY_OVERHEAD = 2048  # an entry's fields, vector and signature around its crop (128-d: ~700 bytes)
+
+
+class FaceThresholds(Section):
+    section: ClassVar[str] = "face"
+    match: float = Field(0.70, ge=0, le=1, description="name a face when 0.5+0.5·cos > match (calibrated for SFace)")
+    margin: float = Field(
+        0.07, ge=0, le=1, description="and the best identity beats the second-best by at least this (0 = MaixPy)"
+    )
+    margin_grey: float = Field(0.08, ge=0, le=1, description="the same for grey (IR/night) faces, if more than margin")
+    min_eyes: float = Field(16.0, ge=0, description="faces with less px between the eyes are unknown, quality `small`")
+    min_sharpness: float = Field(
+        12.0, ge=0, description="faces blurrier than this (Laplacian variance) are unknown, quality `blurred`"
+    )
+    detect: float = Field(0.6, ge=0, le=1, description="face detector score threshold")
+    nms: float = Field(0.4, ge=0, le=1, description="face detector NMS IoU")
 
 
 def decision_of(th: FaceThresholds) -> tuple[DecisionRule, QualityLimits]:
@@ -36,7 +53,7 @@ class FaceService:
         detector: str,
         embedder: str,
         bank: EntryBank,
-        controls: Controls,
+        controls: LiveThresholds,
         max_faces: int = DEFAULT_MAX_FACES,
         entry_bytes: int = 64 << 10,
     ) -> None:
@@ -59,10 +76,9 @@ class FaceService:
     def pipeline(self) -> FacePipeline:
         with self._lock:
             if self._pipeline is None:
-                kind = "yunet" if self.detector_name.startswith("yunet") else "retinaface"
                 self._pipeline = FacePipeline(
                     self.loader.get(self.detector_name),
-                    kind,
+                    detector_kind(self.detector_name),
                     self.loader.get(self.embedder_name),
                     max_faces=self.max_faces,
                 )
@@ -88,13 +104,39 @@ class FaceService:
             self._negatives = cache
         return cache[1]
 
+    @classmethod
+    def build(cls, b: Build) -> FaceService:
+        m = b.settings.models
+        return cls(
+            b.loader,
+            m.face_detector,
+            m.face_embedder,
+            b.bank,
+            b.controls,
+            max_faces=b.settings.limits.faces_per_frame,
+            entry_bytes=b.settings.limits.bank_entry_bytes,
+        )
+
+    # -- the live pipeline (agent/pipelines/live.py) --------------------------------------
+    def warm_up(self) -> None:
+        _ = self.pipeline
+
+    def not_ready(self) -> str | None:
+        return None
+
+    def prepare(self, image: np.ndarray) -> FaceAnalysis:
+        return self.analyse(image)
+
+    def finish(self, work: FaceAnalysis, *, live: bool) -> dict[str, Any]:
+        return self.result(work, live=live)
+
     def recognise(self, image: np.ndarray, *, live: bool) -> dict[str, Any]:
         return self.result(self.analyse(image), live=live)
 
     def analyse(self, image: np.ndarray, *, corrections: bool = True) -> FaceAnalysis:
         """The stateless part (detect, embed, match): frames may be analysed side by side.
         ``corrections=False``: the decision before negatives (``face/reject`` picks its face so)."""
-        th = self.controls.thresholds.face
+        th = self.controls.threshold(FaceThresholds)
         vectors, labels = self._bank()
         negatives = self.negatives() if corrections else None
         rule, limits = decision_of(th)
@@ -119,7 +161,7 @@ class FaceService:
         return {"faces": entries}
 
     def enrol(self, image: np.ndarray, label: str | None, pick: Literal["largest", "unknown"]) -> dict[str, Any]:
-        th = self.controls.thresholds.face
+        th = self.controls.threshold(FaceThresholds)
         vectors, labels = self._bank()
         rule, limits = decision_of(th)
         found = self.pipeline.enrol_candidates(

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.models.manifest import Manifest, ModelSpec
-from agent.models.tune import Choice, default_cache, plan
-from agent.settings import Settings
+from agent.models.tune import Choice
 from agent.vision.runtime import Model, load_model
 
 
@@ -67,32 +66,3 @@ class ModelLoader:
         median ms per ``engine/threads`` (``state`` and ``system/info``)."""
         names = sorted(set(self.choices) | set(self.loaded()))
         return {n: {**self.choice(n).as_dict(), "loaded": n in self._models} for n in names}
-
-
-def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
-    """The loader of ``s``: each model the config uses on its planned engine and threads
-    (``models.engine``; ``auto`` measures on first start, see ``agent.models.tune``). Unknown model
-    names, in the config or in a ``models.engine`` map, raise ``ConfigError``."""
-    engine = s.models.engine
-    loader = ModelLoader(
-        manifest,
-        s.models.dir,
-        s.model_threads(),
-        s.models.spin,
-        one_thread=s.one_thread_roles(),
-        engine=engine if isinstance(engine, str) and engine != "auto" else "onnxruntime",
-    )
-    names = s.models_in_use()
-    for name in (*names, *(engine if isinstance(engine, dict) else {})):
-        manifest.get(name)
-    loader.choices = plan(
-        manifest,
-        names,
-        engine,
-        s.engine_threads(),
-        loader.default_threads,
-        models_dir=s.models.dir,
-        eval_dir=s.tune_images(),
-        cache_path=s.models.tune_cache or default_cache(),
-    )
-    return loader

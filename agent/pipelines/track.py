@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from agent.controls import Controls
 from agent.errors import CommandError
+from agent.pipelines.live import Build, LiveThresholds, OneStep
 from agent.pipelines.loader import ModelLoader
+from agent.sections import Section
 from agent.vision.track import NanoTracker, TrackParams
 
 
-class TrackService:
-    def __init__(self, loader: ModelLoader, model: str, controls: Controls) -> None:
+class TrackThresholds(Section):
+    section: ClassVar[str] = "track"
+    score: float = Field(0.9, ge=0, le=1.01, description="tracker state moves only when score ≥ this (MaixPy)")
+
+
+class TrackService(OneStep):
+    def __init__(self, loader: ModelLoader, model: str, controls: LiveThresholds) -> None:
         self.loader = loader
         self.model_name = model  # "nanotrack_v2" or "nanotrack_v3"
         self.controls = controls
@@ -24,10 +31,23 @@ class TrackService:
         self.last: dict[str, Any] | None = None
         self.target = 0  # counts track/start: results carry it, so a restart is never "found"
 
+    @classmethod
+    def build(cls, b: Build) -> TrackService:
+        return cls(b.loader, b.models.tracker, b.controls)
+
+    def warm_up(self) -> None:
+        """The tracker's models load at track/start."""
+
+    def not_ready(self) -> str | None:
+        return None if self.active else "no target is being tracked: send track/start first"
+
+    def prepare(self, image: np.ndarray) -> dict[str, Any] | None:
+        return self.step(image)
+
     def _make(self) -> NanoTracker:
         backbone = self.loader.get(f"{self.model_name}_backbone")
         head = self.loader.get(f"{self.model_name}_head")
-        return NanoTracker(backbone, head, TrackParams(score=self.controls.thresholds.track.score))
+        return NanoTracker(backbone, head, TrackParams(score=self.controls.threshold(TrackThresholds).score))
 
     def start(self, image: np.ndarray, box: list[float]) -> dict[str, Any]:
         if len(box) != 4:
@@ -54,7 +74,7 @@ class TrackService:
             tracker = self._tracker
             if tracker is None:
                 return None
-            tracker.threshold = self.controls.thresholds.track.score  # live, like MaixPy's track(img, th)
+            tracker.threshold = self.controls.threshold(TrackThresholds).score  # live, like MaixPy's track(img, th)
             r = tracker.track(image)
             target = self.target
         result = {"box": [round(v, 2) for v in r.box], "score": round(r.score, 4), "state": r.state, "target": target}

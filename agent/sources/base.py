@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +22,11 @@ class Frame:
     ts: float
     data: bytes | None = None  # encoded JPEG/PNG (pushed frames are decoded by the worker)
     meta: dict[str, str] = field(default_factory=dict)
+    # stage times (agent/stage_times.py), time.perf_counter() values and seconds
+    arrived: float = 0.0  # when the frame entered the slot
+    ready: float = 0.0  # when the decode stage handed it on (decoded)
+    decode_s: float = 0.0  # decoding the JPEG/PNG it came as
+    waited_s: float = 0.0  # in the slot before the decode stage took it
 
 
 class Latest:
@@ -71,10 +76,32 @@ class FrameSlot(Latest):
     def put(self, image: np.ndarray | None, *, data: bytes | None = None, meta: dict[str, str] | None = None) -> Frame:
         with self._cond:  # an RLock: put_frame takes it again
             self._seq += 1
-            frame = Frame(image, self._seq, time.time(), data, meta or {})
+            frame = Frame(image, self._seq, time.time(), data, meta or {}, time.perf_counter())
             self.frames_in += 1
             self.put_frame(frame)
             return frame
+
+    def take_encoded(self, timeout: float, wanted: Callable[[], bool]) -> Frame | None:
+        """The newest frame if it still needs decoding and ``wanted()`` says to take it now (the
+        decode stage: while the pipeline is busy); a decoded frame stays for the pipeline."""
+        with self._cond:
+            if self._frame is None or self._frame.image is not None:
+                self._cond.wait(timeout)
+            frame = self._frame
+            if frame is None or frame.image is not None or not wanted():
+                return None
+            self._frame = None
+            return frame
+
+    def put_decoded(self, frame: Frame) -> None:
+        """Hand back a frame the decode stage decoded, for the pipeline; if a newer frame came in
+        meanwhile, the decoded one is dropped (counted) and the newer one stays."""
+        with self._cond:
+            if self._frame is not None:
+                self.replaced += 1
+                return
+            self._frame = frame
+            self._cond.notify_all()
 
     def mark_latest(self, frame: Frame) -> None:
         """The worker calls this with each decoded frame, for commands that use the latest frame."""

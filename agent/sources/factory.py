@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import ConfigError
-from agent.settings import SourceSettings
 from agent.sources.base import FrameSlot, Source
 from agent.sources.capture import CaptureSource
 from agent.sources.images import ImageFolderSource
+from agent.sources.settings import SourceSettings
 
 
 def make_source(cfg: SourceSettings, slot: FrameSlot) -> Source | None:

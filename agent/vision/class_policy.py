@@ -89,7 +89,8 @@ class SimilaritySpace:
         """(N, D) raw features → (N, C): ½ cos to the centre + ½ cos to the nearest view."""
         q = unit_rows(x)
         nearest = np.maximum.reduceat(q @ self.views.T, self.starts, axis=1)
-        return 0.5 * (q @ self.centres.T) + 0.5 * nearest
+        sims: np.ndarray = 0.5 * (q @ self.centres.T) + 0.5 * nearest
+        return sims
 
 
 def learn_weights(views: Sequence[np.ndarray], samples: np.ndarray, none: float) -> tuple[np.ndarray, int]:

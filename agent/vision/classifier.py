@@ -68,7 +68,8 @@ class _Rows:
         """(N, D) → (N, M) Euclidean distances to the rows."""
         a64 = a.astype(np.float64)
         sq = np.einsum("ij,ij->i", a64, a64)[:, None] + self.sq[None, :] - 2.0 * (a64 @ self.rows.T)
-        return np.sqrt(np.maximum(sq, 0.0))
+        dist: np.ndarray = np.sqrt(np.maximum(sq, 0.0))
+        return dist
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ class SelfLearnClassifier:
     def _centre(self, cid: int, assign: Sequence[int] | None = None) -> np.ndarray:
         assign = self._assign if assign is None else assign
         members = list(self._views[cid]) + [s for s, a in zip(self._samples, assign, strict=True) if a == cid]
-        return np.mean(np.stack(members), axis=0).astype(np.float32)
+        centre: np.ndarray = np.mean(np.stack(members), axis=0).astype(np.float32)
+        return centre
 
     # ----------------------------------------------------------------- distances
     def _index(self) -> _Index:

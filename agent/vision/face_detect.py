@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-import cv2
 import numpy as np
 
 import fastpath
@@ -52,14 +51,6 @@ class Face:
         return self.box[2] * self.box[3]
 
 
-@dataclass(frozen=True)
-class Letterbox:
-    """A frame scaled into a detector canvas; ``scale`` maps frame pixels to canvas pixels."""
-
-    image: np.ndarray  # (H, W, 3) uint8, the canvas
-    scale: float
-
-
 def detector_kind(model_name: str) -> DetectorKind:
     """Which decoder a detector model needs, from its manifest name (``retinaface*``/``yunet*``)."""
     name = model_name.lower()
@@ -73,31 +64,6 @@ def input_size(model: Model) -> tuple[int, int]:
     """(H, W) the detector is fed: the manifest's ``input.size``, rounded up to multiples of 32."""
     h, w = model.spec.input.size or DEFAULT_INPUT_SIZE
     return (math.ceil(h / 32) * 32, math.ceil(w / 32) * 32)
-
-
-def letterbox(frame: np.ndarray, size: tuple[int, int], pad: int = 0) -> Letterbox:
-    """Scale ``frame`` to fit ``size`` (H, W) keeping its aspect ratio; pad right and bottom."""
-    h, w = frame.shape[:2]
-    out_h, out_w = size
-    scale = min(out_h / h, out_w / w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    resized = cv2.resize(frame, (new_w, new_h), interpolation=interp)
-    canvas = np.full((out_h, out_w, 3), pad, dtype=np.uint8)
-    canvas[:new_h, :new_w] = resized[:out_h, :out_w]
-    return Letterbox(canvas, scale)
-
-
-def to_blob(image: np.ndarray, colour: str | None, mean: float, scale: float) -> np.ndarray:
-    """HWC uint8 BGR → NCHW float32 in the model's colour order, ``(x - mean) * scale``."""
-    if colour == "rgb":
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    blob = image.astype(np.float32)
-    if mean != 0.0:
-        blob -= mean
-    if scale != 1.0:
-        blob *= scale
-    return np.ascontiguousarray(blob.transpose(2, 0, 1)[None])
 
 
 @lru_cache(maxsize=8)
@@ -190,7 +156,7 @@ class FaceDetector:
         if kind not in DETECTOR_KINDS:
             raise ConfigError(f"face detector kind {kind!r}: expected one of {DETECTOR_KINDS}")
         self.model = model
-        self.kind: DetectorKind = kind  # type: ignore[assignment]
+        self.kind: DetectorKind = kind
         self.size = (math.ceil(size[0] / 32) * 32, math.ceil(size[1] / 32) * 32) if size else input_size(model)
         self.default_nms = DEFAULT_NMS[self.kind]
 

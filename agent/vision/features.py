@@ -67,7 +67,8 @@ def preprocess(frame_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
         mean=float(spec.mean),
         scale=float(spec.scale),
     )
-    return blob[0]
+    one: np.ndarray = blob[0]
+    return one
 
 
 class FeatureExtractor:
@@ -107,7 +108,8 @@ class FeatureExtractor:
     def extract(self, frame_bgr: np.ndarray, box: Sequence[float] | None = None) -> np.ndarray:
         """One frame (optionally a box of it) → (D,) float32 raw feature."""
         x = preprocess(crop_box(frame_bgr, box), self.spec)
-        return self.run(x[None])[0]
+        feature: np.ndarray = self.run(x[None])[0]
+        return feature
 
     def extract_batch(
         self, frames_bgr: Sequence[np.ndarray], boxes: Sequence[Sequence[float] | None] | None = None

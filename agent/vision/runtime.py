@@ -124,7 +124,8 @@ class OnnxModel(Model):
         self._describe(self.session)
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
-        return self.session.run(list(outputs) if outputs else None, dict(feeds))  # type: ignore[no-any-return]
+        out: list[np.ndarray] = self.session.run(list(outputs) if outputs else None, dict(feeds))
+        return out
 
 
 class CvDnnModel(Model):

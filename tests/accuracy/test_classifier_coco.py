@@ -14,7 +14,7 @@ import pytest
 
 from agent.vision.features import crop_box
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 from tools.eval_classifier import BASELINE, coco_crops, episode
 
 EPISODES = 100

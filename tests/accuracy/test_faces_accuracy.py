@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 from tools.eval_track import iou
 
 # who is in each knn test photo (file names name them; the child in obama_and_biden is nobody)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent.settings import FaceThresholds
+from agent.pipelines.faces import FaceThresholds
 from agent.vision.face_decision import DecisionRule
 from tools.eval_faces_open import BARS, DATASETS, EPISODE_SEEDS, Photos, Tally, embed_photos, episode, evaluate
 from tools.eval_faces_open import split_identities as split

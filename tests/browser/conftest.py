@@ -18,7 +18,7 @@ import pytest
 from agent.app import Agent
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.settings import load_settings
-from tests.mqtt_helpers import TestClient, wait_until
+from tests.support.mqtt import TestClient, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")

@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from tests.browser.conftest import AgentFactory, ConsoleProcess, request_ok
-from tests.mqtt_helpers import TestClient, wait_until
+from tests.support.mqtt import TestClient, wait_until
 
 DEV = "cam1"
 
@@ -56,11 +56,12 @@ def _live(page: Any, n: int = 2, timeout: float = 30_000) -> None:
 
 def _canvas_point(page: Any, x: float, y: float) -> tuple[float, float]:
     """Page coordinates of frame pixel (x, y) on the live view."""
-    return page.evaluate(
+    point: tuple[float, float] = page.evaluate(
         """([x, y]) => { const p = window.maixConsole.page; const c = p.canvas; const r = c.getBoundingClientRect();
         const k = r.width / c.width; return [r.left + x * p.scale * k, r.top + y * p.scale * k]; }""",
         [x, y],
     )
+    return point
 
 
 def test_no_preview_without_a_page(

@@ -90,8 +90,8 @@ def test_int8_top1_agrees_with_float32(simd: str) -> None:
     i8 = fastpath.make_bank(vecs, "int8")
     f32 = fastpath.make_bank(vecs, "float32")
     for metric in ("cosine", "l2"):
-        a, _ = fastpath.bank_search(queries, i8, metric=metric)  # type: ignore[arg-type]
-        b, _ = fastpath.bank_search(queries, f32, metric=metric)  # type: ignore[arg-type]
+        a, _ = fastpath.bank_search(queries, i8, metric=metric)
+        b, _ = fastpath.bank_search(queries, f32, metric=metric)
         assert (a == b).mean() >= 0.99
 
 

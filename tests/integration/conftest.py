@@ -13,7 +13,7 @@ import pytest
 from agent.app import Agent
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.settings import load_settings
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from agent.pipelines.classifier import ClassifierThresholds
 from agent.vision.features import crop_box
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 from tools.eval_classifier import coco_crops
 
 
@@ -71,7 +72,7 @@ def test_class_taught_from_photos_is_named(
     got = req("thresholds/set", {"classifier": {"policy": "similarity", "min_similarity": 0.99}})["classifier"]
     assert got == {"policy": "similarity", "min_similarity": 0.99, "max_distance": 14.0}
     assert ask(unseen[0][1])["label"] == "unknown"  # nothing unseen is that similar
-    assert agent.controls.thresholds.classifier.min_similarity == 0.99  # persisted with the controls
+    assert agent.controls.threshold(ClassifierThresholds).min_similarity == 0.99  # persisted with the controls
     req("thresholds/set", {"classifier": {"min_similarity": 0.56}})
     # add_sample + learn: unlabelled photos of the taught kinds
     for cat in taught:

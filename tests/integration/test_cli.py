@@ -15,7 +15,7 @@ import msgpack
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.conftest import engine_env
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
 

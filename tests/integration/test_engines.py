@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
 

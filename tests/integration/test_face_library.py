@@ -21,7 +21,7 @@ import pytest
 from agent.app import Agent
 from tests.integration.conftest import AgentFactory
 from tests.integration.test_fleet import KEY, ask, converged, poll
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 
 LFW = "faces_open/lfw_deepfunneled"
 GEORGE = [f"{LFW}/George_W_Bush/George_W_Bush_000{i}.jpg" for i in (2, 1, 3)]
@@ -61,8 +61,8 @@ def test_one_correction_turns_a_stranger_unknown_on_every_camera_and_keeps_the_p
 
     fix = ask(c, prefix, "B", "face/reject", {"label": "george", "image": img(JEB[0])})
     assert fix["was"] == "george" and fix["negatives"] == 1
-    poll(lambda: converged([a, b]) and a.face_bank.negatives(), "the negative on A")
-    assert a.face_bank.negatives()[0].crop.startswith(b"\xff\xd8\xff")
+    poll(lambda: converged([a, b]) and a.services.banks["faces"].negatives(), "the negative on A")
+    assert a.services.banks["faces"].negatives()[0].crop.startswith(b"\xff\xd8\xff")
     for dev in ("A", "B"):
         assert names(c, prefix, dev, img(JEB[1])) == ["unknown"], f"Jeb in another photo on {dev}"
         assert names(c, prefix, dev, img(JEB[2])) == ["unknown"]
@@ -79,7 +79,7 @@ def test_one_correction_turns_a_stranger_unknown_on_every_camera_and_keeps_the_p
 
     # forgetting the negative alone, by its id, on A: Jeb is named george again everywhere
     ask(c, prefix, "A", "face/forget", {"label": "george", "sample": fix["negative"]})
-    poll(lambda: not b.face_bank.negatives(), "the negative's tombstone on B")
+    poll(lambda: not b.services.banks["faces"].negatives(), "the negative's tombstone on B")
     assert names(c, prefix, "B", img(JEB[1])) == ["george"]
     assert [p["negatives"] for p in ask(c, prefix, "B", "face/list")["faces"]] == [0]
 
@@ -104,10 +104,10 @@ def test_samples_keep_their_crops_across_the_fleet_and_one_can_be_forgotten(
     assert [s["id"] for s in listed["sample_list"]] == ids and all(
         s["crop"][:2] == b"\xff\xd8" for s in listed["sample_list"]
     )
-    size = max(len(e.encode(KEY.encode())) for e in joined.face_bank.live())
+    size = max(len(e.encode(KEY.encode())) for e in joined.services.banks["faces"].live())
     assert size <= joined.settings.limits.bank_entry_bytes
     ask(c, prefix, "B", "face/forget", {"label": "george", "sample": ids[0]})
-    poll(lambda: [e.id for e in a.face_bank.live()] == [ids[1]], "one sample forgotten on A")
+    poll(lambda: [e.id for e in a.services.banks["faces"].live()] == [ids[1]], "one sample forgotten on A")
     gone = c.request(prefix, "A", "face/sample", {"sample": ids[0]})
     assert gone["error"]["code"] == "not_found"
     bad = c.request(prefix, "A", "face/forget", {"label": "george", "sample": "../etc"})
@@ -116,7 +116,10 @@ def test_samples_keep_their_crops_across_the_fleet_and_one_can_be_forgotten(
 
 def _state(c: TestClient, prefix: str, dev: str, pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     topic = f"{prefix}/{dev}/state"
-    return decode(c.wait_for(lambda m: m.topic == topic and pred(json.loads(m.payload)), timeout=60).payload)
+    state: dict[str, Any] = decode(
+        c.wait_for(lambda m: m.topic == topic and pred(json.loads(m.payload)), timeout=60).payload
+    )
+    return state
 
 
 def test_review_queue_from_a_live_stream_enrol_after_the_fact_and_dismiss(
@@ -213,7 +216,10 @@ def test_model_swap_old_vectors_stop_matching_and_reembed_restores_recognition(
 
     models = _second_embedder(models_dir, load_manifest().path, tmp_path)
     new = make_agent("A", fleet={"key": KEY}, thresholds=LOOSE, models=models)  # same state dir, new model
-    assert new.face_bank.model != old.face_bank.model and new.face_bank.live() == []
+    assert (
+        new.services.banks["faces"].model != old.services.banks["faces"].model
+        and new.services.banks["faces"].live() == []
+    )
     fresh = _state(c, prefix, "A", lambda s: s["models"]["face_embedder"] == "sface_rot")
     assert fresh["reembed"] == {"state": "idle", "available": 3}
     # the old vectors, imported as they are (same length), no longer match anyone

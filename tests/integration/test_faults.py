@@ -26,20 +26,22 @@ import cv2
 import msgpack
 import pytest
 
-from agent.app import Agent, feature_dim
+from agent.app import Agent
 from agent.bank.clock import HLC
 from agent.bank.store import EntryBank
 from agent.models import load_manifest
 from agent.mqtt.embedded import EmbeddedBroker
+from agent.pipelines.faces import FaceService
+from agent.services import feature_dim
 from tests.integration.conftest import AgentFactory
 from tests.integration.tcp_proxy import TcpProxy
-from tests.mqtt_helpers import TestClient, decode, wait_until
+from tests.support.mqtt import TestClient, decode, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def bank_bytes(agent: Agent) -> bytes:
-    return agent.face_bank.path.read_bytes()
+    return agent.services.banks["faces"].path.read_bytes()
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -109,7 +111,7 @@ def face_labels(c: TestClient, prefix: str, dev: str) -> list[str]:
 
 def entries(agent: Agent) -> dict[str, bytes]:
     """The faces bank as stored on disk, entry id → wire form (read back from the file)."""
-    b = agent.face_bank
+    b = agent.services.banks["faces"]
     fresh = EntryBank(b.name, b.model, b.dim, agent.settings.storage.dir, HLC("check"), "check")
     return {eid: e.encode(None) for eid, e in fresh.entries.items()}
 
@@ -142,7 +144,7 @@ def test_broker_restart_while_results_stream_and_the_fleet_syncs(
         # Learned while the broker is away (the device's own button, say): must reach the peer later.
         biden = cv2.imread(str(eval_dir / "faces" / "biden.jpg"))
         assert biden is not None
-        assert agent.faces.enrol(biden, "biden", "largest")["added"] == 1
+        assert agent.services.get(FaceService).enrol(biden, "biden", "largest")["added"] == 1
         own.start()  # same port, empty: no retained messages, no subscriptions survive
         wait_until(lambda: link.connected.is_set() and peer_link.connected.is_set(), 30, "reconnects")
 
@@ -306,7 +308,7 @@ def test_disk_full_and_read_only_state_dir_while_enrolling(
         assert client.request(prefix, "df", "face/enrol", {"label": "biden", "image": biden})["ok"]
         agent.stop()
         again = make_agent("df")  # restart on the same state: both are there
-        assert [e.label for e in again.face_bank.live()] == ["obama", "biden"]
+        assert [e.label for e in again.services.banks["faces"].live()] == ["obama", "biden"]
         assert leftovers(state) == []
         again.stop()
 
@@ -319,8 +321,8 @@ def test_bank_dir_replaced_by_a_file_mid_session(
     client.subscribe(f"{prefix}/bf/reply/#")
     image = b64(eval_dir / "images" / "bus.jpg")
     assert client.request(prefix, "bf", "classifier/add_class", {"label": "bus", "image": image})["ok"]
-    banks = agent.class_bank.path.parent
-    good = agent.class_bank.path.read_bytes()
+    banks = agent.services.banks["classes"].path.parent
+    good = agent.services.banks["classes"].path.read_bytes()
     aside = banks.with_name("banks.away")
     os.replace(banks, aside)
     banks.write_bytes(b"not a directory")
@@ -331,7 +333,7 @@ def test_bank_dir_replaced_by_a_file_mid_session(
     finally:
         banks.unlink()
         os.replace(aside, banks)
-    assert agent.class_bank.path.read_bytes() == good
+    assert agent.services.banks["classes"].path.read_bytes() == good
     assert client.request(prefix, "bf", "classifier/add_class", {"label": "bus2", "image": image})["ok"]
 
 

@@ -26,7 +26,7 @@ from agent.bank.clock import Stamp
 from agent.bank.entry import BankEntry, canonical_bytes
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 
 KEY = "fleet-test-key"
 DEADLINE = 60.0
@@ -53,7 +53,7 @@ def ask(c: TestClient, prefix: str, dev: str, cmd: str, body: dict[str, Any] | N
 
 
 def bank_of(agent: Agent, bank: str = "faces") -> dict[str, tuple[Stamp, str, bool]]:
-    b = agent.face_bank if bank == "faces" else agent.class_bank
+    b = agent.services.banks["faces"] if bank == "faces" else agent.services.banks["classes"]
     return {e.id: (e.hlc, e.label, e.deleted) for e in b.snapshot()}
 
 
@@ -65,13 +65,17 @@ def converged(agents: list[Agent], bank: str = "faces") -> dict[str, tuple[Stamp
 def reply_in(c: TestClient, topic: str, rid: str) -> dict[str, Any] | None:
     """The reply with id ``rid`` among everything ``c`` received (replies may come in any order)."""
     for m in list(c.all):
-        if m.topic == topic and (body := decode(m.payload)).get("id") == rid:
+        if m.topic != topic:
+            continue
+        body: dict[str, Any] = decode(m.payload)
+        if body.get("id") == rid:
             return body
     return None
 
 
 def faces(c: TestClient, prefix: str, dev: str) -> list[dict[str, Any]]:
-    return ask(c, prefix, dev, "face/list")["faces"]
+    listed: list[dict[str, Any]] = ask(c, prefix, dev, "face/list")["faces"]
+    return listed
 
 
 def labels(c: TestClient, prefix: str, dev: str) -> list[str]:
@@ -90,7 +94,8 @@ def native(entries: list[tuple[str, np.ndarray]], dim: int = 128) -> bytes:
         "dim": dim,
         "entries": [{"label": lb, "vec": np.asarray(v, "<f4").tobytes()} for lb, v in entries],
     }
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def unit(seed: int, dim: int = 128) -> np.ndarray:
@@ -102,7 +107,8 @@ def state_of(c: TestClient, prefix: str, dev: str, pred: Callable[[dict[str, Any
     """The first retained/periodic ``state`` of ``dev`` that satisfies ``pred``."""
     topic = f"{prefix}/{dev}/state"
     msg = c.wait_for(lambda m: m.topic == topic and pred(decode(m.payload)), timeout=DEADLINE)
-    return decode(msg.payload)
+    state: dict[str, Any] = decode(msg.payload)
+    return state
 
 
 @pytest.fixture
@@ -155,7 +161,9 @@ def test_enrol_forget_and_concurrent_enrol_converge_on_three_cameras(
     lists = [faces(c, prefix, dev) for dev in ("A", "B", "C")]
     assert lists[0] == lists[1] == lists[2]
     assert {f["label"]: f["samples"] for f in lists[0]} == {"obama": 2, "kit": 1}
-    assert [e.id for e in agents[0].face_bank.live()] == [e.id for e in agents[2].face_bank.live()]
+    assert [e.id for e in agents[0].services.banks["faces"].live()] == [
+        e.id for e in agents[2].services.banks["faces"].live()
+    ]
     seen = ask(c, prefix, "B", "infer", {"pipeline": "faces", "image": img("faces/knn_examples/train/obama/obama.jpg")})
     assert [f["label"] for f in seen["faces"]] == ["obama"]
     st = agents[1].state()
@@ -183,17 +191,17 @@ def test_broker_losing_its_retained_store_is_refilled_by_the_cameras(make_agent:
     try:
         a = make_agent("A", mqtt={"port": own.port}, fleet={"key": KEY, "quiet": 0.5})
         b = make_agent("B", mqtt={"port": own.port}, fleet={"key": KEY, "quiet": 0.5})
-        a.face_bank.add("alice", [unit(1)])
+        a.services.banks["faces"].add("alice", [unit(1)])
         poll(lambda: converged([a, b]), "alice on B")
         own.stop()
         a_link, b_link = a.link, b.link
         assert a_link is not None and b_link is not None
         poll(lambda: not a_link.connected.is_set() and not b_link.connected.is_set(), "disconnect")
-        made = a.face_bank.add("bob", [unit(2)])  # a local change while the broker is down
-        b.face_bank.delete(lambda e: e.label == "alice")
+        made = a.services.banks["faces"].add("bob", [unit(2)])  # a local change while the broker is down
+        b.services.banks["faces"].delete(lambda e: e.label == "alice")
         own.start()
         poll(lambda: converged([a, b]) and len(bank_of(a)) == 2, "A and B after the outage")
-        assert [e.label for e in b.face_bank.live()] == ["bob"] and made[0].id in bank_of(b)
+        assert [e.label for e in b.services.banks["faces"].live()] == ["bob"] and made[0].id in bank_of(b)
         newcomer = make_agent("D", mqtt={"port": own.port}, fleet={"key": KEY})
         poll(lambda: converged([a, b, newcomer]), "a new camera loading the refilled broker")
     finally:
@@ -239,7 +247,7 @@ def test_forged_entries_are_refused_counted_and_repaired(
     make_agent: AgentFactory, broker: EmbeddedBroker, c: TestClient, prefix: str
 ) -> None:
     a, b = (make_agent(dev, fleet={"key": KEY}) for dev in ("A", "B"))
-    model = a.face_bank.model
+    model = a.services.banks["faces"].model
     base = f"{prefix}/fleet/f1/bank/faces/{model}"
     c.subscribe(f"{base}/+", f"{prefix}/A/state")
     ask(c, prefix, "A", "bank/import", {"bank": "faces", "data": native([("obama", unit(1))])})
@@ -309,7 +317,10 @@ def test_feature_model_change_does_not_mix_banks_and_classes_sync(
     a = make_agent("A", fleet={"key": KEY})
     b = make_agent("B", fleet={"key": KEY})
     e = make_agent("E", fleet={"key": KEY}, models={"features": "efficientnet_lite0"})
-    assert a.class_bank.model != e.class_bank.model and a.face_bank.model == e.face_bank.model
+    assert (
+        a.services.banks["classes"].model != e.services.banks["classes"].model
+        and a.services.banks["faces"].model == e.services.banks["faces"].model
+    )
     ask(c, prefix, "E", "classifier/add_class", {"label": "eff", "image": img("fewshot/coil20/obj3__0.png")})
     ask(c, prefix, "E", "bank/import", {"bank": "faces", "data": native([("from-e", unit(5))])})
     for k in (1, 2):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 
 def _values(ints: st.SearchStrategy[int]) -> st.SearchStrategy[Any]:

@@ -20,8 +20,9 @@ import pytest
 from agent import __version__
 from agent.homeassistant.discovery import DeviceInfo, HaTopics, discovery
 from agent.mqtt.embedded import EmbeddedBroker
+from agent.pipelines.faces import FaceThresholds
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode, wait_until
+from tests.support.mqtt import TestClient, decode, wait_until
 
 DEV = "cam1"
 
@@ -134,7 +135,7 @@ def test_number_switch_button_round_trip(make_agent: AgentFactory, client: TestC
     assert client.request(prefix, DEV, "thresholds/get")["data"]["face"]["match"] == pytest.approx(0.42)
     state = seen(client, lambda m: m.topic == number["state_topic"] and json.loads(m.payload)["face"]["match"] == 0.42)
     assert state.payload[:1] == b"{"  # JSON, the number's value_template reads value_json.face.match
-    assert agent.controls.thresholds.face.match == pytest.approx(0.42)
+    assert agent.controls.threshold(FaceThresholds).match == pytest.approx(0.42)
     # out of range / not a number: the command's validation refuses it; nothing changes
     for bad in (b"1.5", b"lots"):
         client.publish(number["command_topic"], bad)
@@ -142,12 +143,12 @@ def test_number_switch_button_round_trip(make_agent: AgentFactory, client: TestC
             lambda m: m.topic == f"{prefix}/{DEV}/reply/thresholds/set" and decode(bytes(m.payload))["ok"] is False
         )
         assert decode(bytes(r.payload))["error"]["code"] == "bad_request"
-    assert agent.controls.thresholds.face.match == pytest.approx(0.42)
+    assert agent.controls.threshold(FaceThresholds).match == pytest.approx(0.42)
     # a switch per pipeline: ON/OFF → pipelines/set, state mirrored
     switch = config_of_entity(ha, prefix, "switch", "pipeline_classifier")
     client.publish(switch["command_topic"], b"ON")
     seen(client, lambda m: m.topic == switch["state_topic"] and json.loads(m.payload)["classifier"] is True)
-    assert agent.controls.pipelines.classifier is True
+    assert agent.controls.enabled("classifier") is True
     client.publish(switch["command_topic"], b"OFF")
     wait_until(
         lambda: json.loads(watcher_last(client, switch["state_topic"]) or b"{}").get("classifier") is False,

@@ -17,13 +17,13 @@ import msgpack
 import paho.mqtt.client as mqtt
 import pytest
 
+from agent.commands.dispatch import RateLimiter
 from agent.mqtt import codec
 from agent.mqtt.codec import DecodeError
 from agent.mqtt.embedded import EmbeddedBroker
-from agent.mqtt.router import RateLimiter
 from agent.vision.decode import ImageDecodeError, decode_image
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode, wait_until
+from tests.support.mqtt import TestClient, decode, wait_until
 
 
 def small_jpeg(eval_dir: Path, w: int = 64, h: int = 48, quality: int = 70) -> bytes:
@@ -133,10 +133,10 @@ def test_payload_limits_per_topic_family(
     wait_until(lambda: agent.worker.processed == 1, 15, "the small frame to be processed")
 
     # bank entries: an oversize entry on the fleet bank topic is refused and counted
-    model = agent.face_bank.model
+    model = agent.services.banks["faces"].model
     client.publish(f"{prefix}/fleet/f1/bank/faces/{model}/{uuid.uuid4().hex}", b"\x80" * 4096)
     wait_until(lambda: agent.state()["bank_rejects"].get("oversize") == 1, 15, "the oversize entry to be refused")
-    assert agent.face_bank.count()["entries"] == 0
+    assert agent.services.banks["faces"].count()["entries"] == 0
     assert client.request(prefix, "lim", "system/ping")["ok"]
 
 
@@ -168,7 +168,7 @@ def test_crafted_msgpack_and_image_bombs_over_mqtt(make_agent: AgentFactory, cli
         assert r["error"]["code"] == "bad_request" and "exceeds the limit" in r["error"]["message"], name
         client.publish(f"{prefix}/cr/frame/in", bomb)
     wait_until(lambda: agent.state()["frames_rejected"] == len(BOMBS), 15, "the bomb frames to be rejected")
-    assert agent.worker.processed == 0 and agent.face_bank.count()["entries"] == 0
+    assert agent.worker.processed == 0 and agent.services.banks["faces"].count()["entries"] == 0
     assert client.request(prefix, "cr", "system/ping")["ok"]
 
 
@@ -184,7 +184,7 @@ def test_flooded_command_queue_answers_unavailable(
     # Keep the command worker busy, deterministically: face/list waits for the bank's lock.
     link = agent.link
     assert link is not None
-    with agent.face_bank.lock:
+    with agent.services.banks["faces"].lock:
         arrived = link.stats.received + 1
         client.publish(f"{prefix}/fq/cmd/face/list", b"{}")
         wait_until(lambda: link.stats.received == arrived and agent.router.queue.empty(), 15, "face/list taken")
@@ -210,7 +210,9 @@ def test_rate_limit_on_expensive_commands_per_client(
     image = small_jpeg(eval_dir)
     body = {"pipeline": "classifier", "image": image}
 
-    def send(n: int, *, user: str | None = None, field: str | None = None, inbox: str | None = None) -> list[dict]:
+    def send(
+        n: int, *, user: str | None = None, field: str | None = None, inbox: str | None = None
+    ) -> list[dict[str, Any]]:
         out = []
         for i in range(n):
             req_id = f"{user or field or inbox or 'anon'}-{i}-{uuid.uuid4().hex[:4]}"
@@ -228,7 +230,7 @@ def test_rate_limit_on_expensive_commands_per_client(
             out.append(decode(client.wait_for(is_reply).payload))
         return out
 
-    def outcome(replies: list[dict]) -> list[str]:
+    def outcome(replies: list[dict[str, Any]]) -> list[str]:
         return ["ok" if r["ok"] else r["error"]["code"] for r in replies]
 
     alice = send(5, user="alice")  # MQTT 5 user property

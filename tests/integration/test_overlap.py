@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 
 
 def _bag(eval_dir: Path) -> tuple[Path, list[float], Path]:

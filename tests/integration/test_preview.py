@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import msgpack
 import numpy as np
 
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, wait_until
+from tests.support.mqtt import TestClient, wait_until
 
 
-def _previews(client: TestClient, topic: str) -> list[dict]:
+def _previews(client: TestClient, topic: str) -> list[dict[str, Any]]:
     with client._lock:
         return [msgpack.unpackb(m.payload, raw=False) for m in client.all if m.topic == topic]
 

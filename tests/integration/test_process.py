@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from agent.mqtt.embedded import EmbeddedBroker
-from tests.mqtt_helpers import TestClient
+from tests.support.mqtt import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,12 +4,14 @@ fleet-wide commands, availability, state, and persistence of controls."""
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
 
 import msgpack
 
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 
 
 def test_ping_json_and_msgpack_round_trip(make_agent: AgentFactory, client: TestClient, prefix: str) -> None:
@@ -35,7 +37,7 @@ def test_errors_have_codes(make_agent: AgentFactory, client: TestClient, prefix:
     make_agent("cam1", limits={"command_bytes": 2048})
     client.subscribe(f"{prefix}/cam1/reply/#")
 
-    def raw(topic: str, payload: bytes) -> dict:
+    def raw(topic: str, payload: bytes) -> Any:
         client.publish(f"{prefix}/cam1/cmd/{topic}", payload)
         return decode(client.wait_for(lambda m: m.topic == f"{prefix}/cam1/reply/{topic}").payload)
 
@@ -141,3 +143,24 @@ def test_resubscribes_after_broker_restart(make_agent: AgentFactory, prefix: str
         c.close()
     finally:
         broker.cleanup()
+
+
+def test_state_is_built_off_pahos_thread_at_once_on_connection(
+    make_agent: AgentFactory, client: TestClient, prefix: str
+) -> None:
+    """paho's callbacks only hand work over: the state published on (re)connection is built by
+    the agent's state thread, and goes out before the periodic one is due."""
+    agent = make_agent("cam1", start=False, results={"state_interval": 3600.0})
+    built_on: list[str] = []
+    state = agent.state
+
+    def recording() -> dict[str, Any]:
+        built_on.append(threading.current_thread().name)
+        return state()
+
+    agent.state = recording  # type: ignore[method-assign]
+    client.subscribe(f"{prefix}/cam1/state")
+    agent.start(connect_timeout=15)
+    msg = client.wait_for(lambda m: m.topic == f"{prefix}/cam1/state", timeout=15)
+    assert json.loads(msg.payload)["dev"] == "cam1"
+    assert built_on and set(built_on) == {"state"}, built_on

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from agent.errors import TransportError
 from agent.mqtt.embedded import EmbeddedBroker
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 
 REPO = Path(__file__).resolve().parents[2]
 ACL = REPO / "config" / "mosquitto-acl.example"

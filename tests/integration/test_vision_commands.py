@@ -13,7 +13,7 @@ import msgpack
 import numpy as np
 
 from tests.integration.conftest import AgentFactory
-from tests.mqtt_helpers import TestClient, decode
+from tests.support.mqtt import TestClient, decode
 from tools.eval_track import iou
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_a_console_off_loopback_needs_a_token() -> None:
     ]
 
 
-def _cmd(command: str, body: dict, **extra: object) -> Cmd:
+def _cmd(command: str, body: dict[str, Any], **extra: object) -> Cmd:
     msg = parse(json.dumps({"type": "cmd", "ref": 1, "dev": "cam1", "command": command, "body": body, **extra}))
     assert isinstance(msg, Cmd)
     return msg

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.events import EventDetector
+from agent.events import Event, EventDetector
 from agent.homeassistant.mirror import Mirror
 
 
@@ -38,7 +38,7 @@ def track(ts: float, state: str, target: int = 1) -> dict[str, Any]:
     return {"ts": ts, "seq": 1, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.95, "state": state, "target": target}
 
 
-def kinds(events: list) -> list[tuple[str, str, str | None]]:
+def kinds(events: list[Event]) -> list[tuple[str, str, str | None]]:
     return [(e.kind, e.type, e.body.get("label")) for e in events]
 
 

@@ -10,8 +10,8 @@ import msgpack
 import pytest
 
 from agent.commands.base import RequestModel, command
+from agent.commands.dispatch import CommandRouter
 from agent.errors import CommandError
-from agent.mqtt.router import CommandRouter
 from agent.mqtt.topics import Message, Topics
 
 

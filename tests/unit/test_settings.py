@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.settings import Settings, load_settings, masked_dump
+from agent.pipelines.faces import FaceThresholds
+from agent.settings import Settings, load_settings, masked_dump, section_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,13 +67,11 @@ def test_model_threads(mode: str, workers: int, spin: bool, threads: int | None,
 
 
 def test_lane_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agent.settings as settings_module
-
-    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr("agent.settings.os.cpu_count", lambda: 4)
     assert Settings.model_validate({"performance": {"mode": "throughput"}}).lane_threads() == 4  # one a CPU
-    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr("agent.settings.os.cpu_count", lambda: 64)
     assert Settings.model_validate({}).lane_threads() == 8  # at most 8
-    monkeypatch.setattr(settings_module.os, "cpu_count", lambda: None)
+    monkeypatch.setattr("agent.settings.os.cpu_count", lambda: None)
     assert Settings.model_validate({}).lane_threads() == 1
     assert Settings.model_validate({"performance": {"parallel": 3}}).lane_threads() == 3  # the setting wins
     with pytest.raises(ValueError):
@@ -88,7 +87,9 @@ def test_yaml_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MAIX_AGENT_FLEET__KEY", "k3y")
     s = load_settings(cfg)
     assert s.mqtt.host == "yamlhost" and s.mqtt.port == 2000 and s.device.id == "cam-y"
-    assert s.thresholds.face.match == 0.8 and s.thresholds.face.detect == 0.6
+    assert (
+        section_of(s.thresholds, FaceThresholds).match == 0.8 and section_of(s.thresholds, FaceThresholds).detect == 0.6
+    )
     assert s.fleet.key is not None and s.fleet.key.get_secret_value() == "k3y"
     assert masked_dump(s)["fleet"]["key"] == "**********"
 

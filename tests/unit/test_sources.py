@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from agent.errors import ConfigError
-from agent.settings import SourceSettings
 from agent.sources import FrameSlot, make_source
+from agent.sources.settings import SourceSettings
 
 
 def _wait(pred: Callable[[], object], timeout: float = 20.0) -> None:
@@ -52,9 +52,9 @@ def test_image_folder_paces_on_a_schedule(tmp_path: Path, eval_dir: Path, monkey
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
-    monkeypatch.setattr(images.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(images.time, "sleep", sleep)
-    monkeypatch.setattr(images.cv2, "imread", slow_imread)
+    monkeypatch.setattr("agent.sources.images.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("agent.sources.images.time.sleep", sleep)
+    monkeypatch.setattr("agent.sources.images.cv2.imread", slow_imread)
     src = images.ImageFolderSource("images:x", FrameSlot(), folder=tmp_path, loop=True, fps=20.0)
     stamps = []
     for _, _ in zip(range(6), src.frames(), strict=False):

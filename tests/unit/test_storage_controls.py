@@ -6,7 +6,7 @@ import pytest
 
 from agent.controls import Controls
 from agent.errors import CommandError
-from agent.pipelines.faces import decision_of
+from agent.pipelines.faces import FaceThresholds, decision_of
 from agent.settings import load_settings
 from agent.storage import atomic_write, read_json, write_json
 
@@ -35,9 +35,13 @@ def test_controls_partial_updates_persist(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as exc:
         c.set_thresholds({"face": {"match": "high"}})
     assert exc.value.code == "bad_request" and "face.match" in exc.value.message
-    assert c.thresholds.face.match == 0.9  # a rejected change leaves the old value
+    assert c.threshold(FaceThresholds).match == 0.9  # a rejected change leaves the old value
     c2 = Controls(s, tmp_path)
-    assert c2.thresholds.face.match == 0.9 and c2.thresholds.face.detect == 0.6 and c2.pipelines.segment
+    assert (
+        c2.threshold(FaceThresholds).match == 0.9
+        and c2.threshold(FaceThresholds).detect == 0.6
+        and c2.enabled("segment")
+    )
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
@@ -48,18 +52,18 @@ def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CommandError) as exc:
         c.set_thresholds({"face": {"match": 0.5}})
     assert exc.value.code == "unavailable"
-    assert c.thresholds.face.match != 0.5
+    assert c.threshold(FaceThresholds).match != 0.5
 
 
 def test_face_decision_thresholds_are_settable_and_reach_the_rule(tmp_path: Path) -> None:
     s = load_settings(storage={"dir": tmp_path})
     c = Controls(s, tmp_path)
-    rule, limits = decision_of(c.thresholds.face)
+    rule, limits = decision_of(c.threshold(FaceThresholds))
     assert (rule.match, rule.margin, rule.margin_grey) == (0.70, 0.07, 0.08)
     assert (limits.min_eyes, limits.min_sharpness) == (16.0, 12.0)
     c.set_thresholds({"face": {"margin": 0.0, "margin_grey": 0.1, "min_eyes": 24}})
     with pytest.raises(CommandError) as exc:
         c.set_thresholds({"face": {"margin": -0.1}})
     assert "face.margin" in exc.value.message
-    rule, limits = decision_of(Controls(s, tmp_path).thresholds.face)
+    rule, limits = decision_of(Controls(s, tmp_path).threshold(FaceThresholds))
     assert (rule.margin, rule.margin_grey, limits.min_eyes) == (0.0, 0.1, 24.0)

@@ -62,6 +62,9 @@ class Scripted:
     def process(self, frame: Any) -> dict[str, dict[str, Any]]:  # the FrameProcessor protocol
         raise AssertionError("latency mode is not under test")
 
+    def close(self) -> None:
+        pass
+
 
 def test_lanes_overlap_frames_and_publish_in_frame_order() -> None:
     slot = FrameSlot()
@@ -73,7 +76,9 @@ def test_lanes_overlap_frames_and_publish_in_frame_order() -> None:
         with emitted:
             published.append((kind, msg["seq"], msg["frame"]))
 
-    worker = VisionWorker(slot, proc, emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2)
+    worker = VisionWorker(
+        slot, proc, lambda _k, _p: None, observe=emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2
+    )
     assert worker.mode == "throughput"
     stop = threading.Event()
     worker.start(stop)
@@ -120,7 +125,9 @@ def test_a_failing_publish_does_not_end_the_lane() -> None:
         if kind == "faces":
             published.append(msg["seq"])
 
-    worker = VisionWorker(slot, proc, emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2)
+    worker = VisionWorker(
+        slot, proc, lambda _k, _p: None, observe=emit, device_id="t", max_pixels=10**6, mode="throughput", parallel=2
+    )
     stop = threading.Event()
     worker.start(stop)
     try:
@@ -138,3 +145,68 @@ def test_a_failing_publish_does_not_end_the_lane() -> None:
             t.join(5)
     assert failed and worker.errors == 1
     assert published == sorted(published) and published[0] > failed[0]
+
+
+class Slow:
+    """A latency-mode processor that takes ``pause`` seconds a frame and records the frames."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.seen: list[int] = []
+
+    def process(self, frame: Any) -> dict[str, dict[str, Any]]:
+        time.sleep(self.pause)
+        self.seen.append(frame.seq)
+        return {"faces": {"faces": []}}
+
+    def wanted(self) -> list[str]:
+        return ["faces"]
+
+    def prepare(self, kind: str, image: np.ndarray) -> Any:
+        raise AssertionError("throughput mode is not under test")
+
+    def finish(self, prepared: Any) -> dict[str, Any] | None:
+        raise AssertionError("throughput mode is not under test")
+
+    def close(self) -> None:
+        pass
+
+
+def test_latency_mode_decodes_each_frame_once_inline_when_idle_and_aside_when_busy() -> None:
+    import cv2
+
+    slot = FrameSlot()
+    proc = Slow(0.3)
+    published: list[int] = []
+    worker = VisionWorker(slot, proc, lambda _k, _p: None, observe=lambda _k, m: published.append(m["seq"]),
+                          device_id="t", max_pixels=10**6)  # fmt: skip
+    decoded_on: dict[int, str] = {}
+    decode = worker._decode
+
+    def recording(frame: Any) -> Any:
+        if frame.image is None:
+            decoded_on[frame.seq] = threading.current_thread().name
+        return decode(frame)
+
+    worker._decode = recording  # type: ignore[method-assign]
+    jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
+    stop = threading.Event()
+    worker.start(stop)
+    try:
+        first = slot.put(None, data=jpeg)
+        deadline = time.monotonic() + 10
+        while not worker._busy.is_set():  # the pipeline thread took it
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        second = slot.put(None, data=jpeg)  # arrives while the pipeline is busy
+        while len(published) < 2:
+            assert time.monotonic() < deadline, published
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in worker._threads:
+            t.join(5)
+    assert published == [first.seq, second.seq]
+    assert decoded_on == {first.seq: "vision", second.seq: "decode"}  # once each, no hand-over when idle
+    stages = worker.times.medians_ms()
+    assert stages["frames"] == 2 and stages["pipeline"] >= 250

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,8 +42,14 @@ class Rig:
         self.registry = TopicRegistry()
         self.changes: list[tuple[str, bool]] = []
         self.registry.on_change = lambda r, added: self.changes.append((r.filter, added))
-        args: dict = {"key": KEY, "max_bytes": 1 << 16, "queue_bytes": 1 << 20, "quiet": 0.1, "flush_delay": 0.05}
-        self.sync = FleetSync(TOPICS, [self.bank], lambda t, p, q, r: self.published.append((t, p)), **{**args, **kw})  # type: ignore[arg-type]
+        args: dict[str, Any] = {
+            "key": KEY,
+            "max_bytes": 1 << 16,
+            "queue_bytes": 1 << 20,
+            "quiet": 0.1,
+            "flush_delay": 0.05,
+        }
+        self.sync = FleetSync(TOPICS, [self.bank], lambda t, p, q, r: self.published.append((t, p)), **{**args, **kw})
         self.sync.attach(self.registry)
         self.stop = threading.Event()
         self.route: Route = self.registry.routes()[0]

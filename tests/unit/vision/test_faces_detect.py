@@ -14,7 +14,6 @@ from agent.vision.face_detect import (
     Face,
     FaceDetector,
     detector_kind,
-    letterbox,
     retinaface_priors,
 )
 from agent.vision.runtime import OnnxModel
@@ -111,14 +110,6 @@ def test_threshold_and_sorting(detectors: dict[str, FaceDetector], eval_dir: Pat
     scores = [f.score for f in faces]
     assert scores == sorted(scores, reverse=True) and min(scores) > 0.6
     assert len(detectors["retinaface"].detect(frame, score_th=0.9999)) < 8
-
-
-def test_letterbox_keeps_aspect() -> None:
-    frame = np.full((300, 450, 3), 200, np.uint8)
-    boxed = letterbox(frame, (480, 640))
-    assert boxed.image.shape == (480, 640, 3)
-    assert boxed.scale == pytest.approx(640 / 450)
-    assert (boxed.image[:426, :640] == 200).all() and (boxed.image[428:] == 0).all()
 
 
 def test_priors_shape_and_order() -> None:

@@ -27,6 +27,7 @@ from agent.errors import CommandError, ErrorCode
 from agent.mqtt import codec, envelope
 from agent.mqtt.codec import DecodeError, Encoding
 from agent.mqtt.topics import Message, Topics
+from agent.sections import format_errors
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,6 @@ class Publisher(Protocol):
     ) -> None: ...
 
 
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "request"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
 CONTENT_TYPES: dict[Encoding, str] = {"json": "application/json", "msgpack": "application/msgpack"}
 
 
@@ -127,21 +120,29 @@ class CommandRouter:
         self.publish = publish
         self.max_bytes = max_bytes
         self.qos = qos
-        self.queue: queue.Queue[Message] = queue.Queue(maxsize=queue_size)
+        self.queue: queue.Queue[tuple[Message, tuple[str, str] | None]] = queue.Queue(maxsize=queue_size)
         self.limiter = RateLimiter(expensive_rate, expensive_burst)
         self._rate_logged = 0.0
         self.on_internal_error: list[Callable[[BaseException], None]] = []
         self.counts: Counter[str] = Counter()
-        self.latency_ms: list[float] = []
 
     # -- network thread -------------------------------------------------------------------
     def submit(self, msg: Message) -> None:
-        """Route sink: enqueue, or answer ``unavailable`` at once when the queue is full."""
+        """Route sink for the command topics: enqueue, or answer ``unavailable`` at once when
+        the queue is full."""
+        self._enqueue(msg, None)
+
+    def call(self, family: str, command: str, payload: bytes, client: str) -> None:
+        """Submit a command from inside the agent (Home Assistant's controls): the same queue,
+        validation, handlers and replies as a command topic, declared as sent by ``client``."""
+        self._enqueue(Message(topic="", payload=payload, user_properties=(("client", client),)), (family, command))
+
+    def _enqueue(self, msg: Message, target: tuple[str, str] | None) -> None:
         try:
-            self.queue.put_nowait(msg)
+            self.queue.put_nowait((msg, target))
         except queue.Full:
             self.counts["rejected_full"] += 1
-            target = self.topics.command_of(msg.topic)
+            target = target or self.topics.command_of(msg.topic)
             if target:
                 self._send(
                     msg,
@@ -154,10 +155,10 @@ class CommandRouter:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                msg = self.queue.get(timeout=0.2)
+                msg, target = self.queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self.handle(msg)
+            self.handle(msg, target)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         t = threading.Thread(target=self.run, args=(stop,), name="commands", daemon=True)
@@ -173,9 +174,8 @@ class CommandRouter:
                 msg.response_topic, payload, self.qos, False, correlation=msg.correlation_data, content_type=ctype
             )
 
-    def handle(self, msg: Message) -> None:
-        t0 = time.perf_counter()
-        target = self.topics.command_of(msg.topic)
+    def handle(self, msg: Message, target: tuple[str, str] | None = None) -> None:
+        target = target or self.topics.command_of(msg.topic)
         if target is None:
             self.counts["bad_topic"] += 1
             log.warning("ignoring message on %s: not a command topic", msg.topic)
@@ -186,22 +186,19 @@ class CommandRouter:
             reply = self._dispatch(msg, target, encoding)
             req_id = reply["id"]
         except CommandError as exc:
-            reply = envelope.error(getattr(exc, "req_id", None), exc.code, exc.message)
+            reply = envelope.error(exc.req_id, exc.code, exc.message)
         try:
             self._send(msg, target, reply, encoding)
         except Exception as exc:  # e.g. a handler returned something unencodable
             log.exception("cannot encode the reply to %s/%s", *target)
             self._internal(exc)
             self._send(msg, target, envelope.error(req_id, "internal", f"reply not encodable: {exc}"), encoding)
-        self.latency_ms.append((time.perf_counter() - t0) * 1000)
-        if len(self.latency_ms) > 1000:
-            del self.latency_ms[:500]
 
     def _fail(self, code: ErrorCode, message: str, req_id: Any, target: tuple[str, str]) -> CommandError:
         self.counts[code] += 1
         log.warning("command %s/%s failed: %s: %s", target[0], target[1], code, message)
         err = CommandError(code, message)
-        err.req_id = req_id  # type: ignore[attr-defined]
+        err.req_id = req_id
         return err
 
     def _rate_limited(self, who: str, wait: float, req_id: Any) -> CommandError:
@@ -222,7 +219,7 @@ class CommandRouter:
             f"rate limit: {who} sent more than {self.limiter.burst} expensive commands at once "
             f"({self.limiter.rate:g}/s sustained); retry in {wait:.2f}s",
         )
-        err.req_id = req_id  # type: ignore[attr-defined]
+        err.req_id = req_id
         return err
 
     def _internal(self, exc: BaseException) -> None:
@@ -257,7 +254,7 @@ class CommandRouter:
         try:
             request = cmd.request.model_validate(args)
         except ValidationError as exc:
-            raise self._fail("bad_request", _validation_message(exc), req_id, target) from None
+            raise self._fail("bad_request", "; ".join(format_errors(exc, root="request")), req_id, target) from None
         try:
             data = cmd.handler(request, self.context)
         except CommandError as exc:

@@ -23,7 +23,7 @@ from typing import Any
 
 import cv2
 
-from agent.__main__ import REPO, _setup_logging, decode_for_print
+from agent.cli.common import REPO, decode_for_print, setup_logging, topics_of
 from agent.settings import load_settings
 
 SHOWN = ("result/", "event/", "reply/", "availability", "state")
@@ -107,7 +107,7 @@ def run_demo(args: argparse.Namespace) -> int:
         device={"id": "demo"},
         storage={"dir": REPO / "state" / "demo"},
     )
-    _setup_logging(args.log_level or "WARNING")
+    setup_logging(args.log_level or "WARNING")
     agent = Agent(settings)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -115,12 +115,14 @@ def run_demo(args: argparse.Namespace) -> int:
     agent.start(connect_timeout=15)
     cfg = agent.mqtt_cfg
     dev, prefix = agent.device_id, settings.mqtt.prefix
+    topics = topics_of(settings, dev)
     watcher = SimpleClient(cfg, f"demo-watch-{uuid.uuid4().hex[:6]}")
-    watcher.subscribe(f"{prefix}/{dev}/#")
+    watcher.subscribe(topics.everything)
     watcher.connect()
 
     def send(command: str, body: dict[str, Any]) -> None:
-        watcher.publish(f"{prefix}/{dev}/cmd/{command}", json.dumps({"id": command, **body}).encode())
+        family, _, name = command.partition("/")
+        watcher.publish(topics.command(family, name), json.dumps({"id": command, **body}).encode())
 
     print(f"maix-agent demo: device {dev!r}, embedded broker on 127.0.0.1:{cfg.port}, video {video}")
     send("pipelines/set", {"segment": True, "track": True, "faces": False})

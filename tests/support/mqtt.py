@@ -14,8 +14,8 @@ from typing import Any
 import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+
+from agent.mqtt.client import publish_properties
 
 
 def decode(payload: bytes | bytearray) -> Any:
@@ -87,15 +87,7 @@ class TestClient:
         correlation: bytes | None = None,
         user: dict[str, str] | None = None,
     ) -> None:
-        props = None
-        if self.v5 and (response_topic or correlation or user):
-            props = Properties(PacketTypes.PUBLISH)
-            if response_topic:
-                props.ResponseTopic = response_topic
-            if correlation:
-                props.CorrelationData = correlation
-            if user:
-                props.UserProperty = list(user.items())
+        props = publish_properties(self.v5, correlation=correlation, response_topic=response_topic, user=user)
         self.client.publish(topic, payload, qos=qos, retain=retain, properties=props).wait_for_publish(10)
 
     def wait_for(self, predicate: Callable[[mqtt.MQTTMessage], bool], timeout: float = 15.0) -> mqtt.MQTTMessage:
