@@ -13,7 +13,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from agent.app import Agent
 from tests.browser.conftest import AgentFactory, ConsoleProcess, request_ok
-from tests.mqtt_helpers import TestClient, wait_until
+from tests.support.mqtt import TestClient, wait_until
 
 DEV = "cam1"
 LARGEST = "(a, b) => (a.box[2] * a.box[3] >= b.box[2] * b.box[3] ? a : b)"
