@@ -13,6 +13,13 @@ import numpy as np
 
 from agent.sources.base import FrameSlot
 from agent.worker import VisionWorker
+from tests.support.mqtt import wait_until
+
+
+def _stop(worker: VisionWorker, stop: threading.Event) -> None:
+    stop.set()
+    for t in worker._threads:
+        t.join(5)
 
 
 class Scripted:
@@ -89,14 +96,9 @@ def test_lanes_overlap_frames_and_publish_in_frame_order() -> None:
             image[0, 0, 0], image[0, 0, 1] = seq % 256, seq // 256
             slot.put(image)
             time.sleep(0.004)  # faster than one faces lane alone: both threads get work
-        deadline = time.monotonic() + 10
-        while sum(k == "faces" for k, _, _ in published) < 10:  # the lanes catch up
-            assert time.monotonic() < deadline, published
-            time.sleep(0.01)
+        wait_until(lambda: sum(k == "faces" for k, _, _ in published) >= 10, 10, "the lanes to catch up")
     finally:
-        stop.set()
-        for t in worker._threads:
-            t.join(5)
+        _stop(worker, stop)
     faces = [s for k, s, _ in published if k == "faces"]
     track = [s for k, s, _ in published if k == "track"]
     assert len(faces) >= 10 and len(track) >= 10, published
@@ -140,9 +142,7 @@ def test_a_failing_publish_does_not_end_the_lane() -> None:
             slot.put(image)
             time.sleep(0.01)
     finally:
-        stop.set()
-        for t in worker._threads:
-            t.join(5)
+        _stop(worker, stop)
     assert failed and worker.errors == 1
     assert published == sorted(published) and published[0] > failed[0]
 
@@ -194,18 +194,11 @@ def test_latency_mode_decodes_each_frame_once_inline_when_idle_and_aside_when_bu
     worker.start(stop)
     try:
         first = slot.put(None, data=jpeg)
-        deadline = time.monotonic() + 10
-        while not worker._busy.is_set():  # the pipeline thread took it
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(worker._busy.is_set, 10, "the pipeline thread to take the first frame")
         second = slot.put(None, data=jpeg)  # arrives while the pipeline is busy
-        while len(published) < 2:
-            assert time.monotonic() < deadline, published
-            time.sleep(0.01)
+        wait_until(lambda: len(published) >= 2, 10, "both results")
     finally:
-        stop.set()
-        for t in worker._threads:
-            t.join(5)
+        _stop(worker, stop)
     assert published == [first.seq, second.seq]
     assert decoded_on == {first.seq: "vision", second.seq: "decode"}  # once each, no hand-over when idle
     stages = worker.times.medians_ms()
