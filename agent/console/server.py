@@ -254,6 +254,11 @@ def build_app(settings: Settings, bridge: Bridge) -> tuple[web.Application, Cons
 async def serve(settings: Settings) -> None:
     check_exposure(settings)
     loop = asyncio.get_running_loop()
+    # Ctrl-C handlers before anything is announced: a SIGINT right after the URL line is a clean stop.
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     bridge = Bridge(settings, loop)
     app, _console = build_app(settings, bridge)
     runner = web.AppRunner(app, access_log=None)
@@ -265,10 +270,6 @@ async def serve(settings: Settings) -> None:
     port = runner.addresses[0][1] if runner.addresses else c.port
     shown = f"[{c.host}]" if ":" in c.host else c.host
     print(f"maix-agent console: http://{shown}:{port}/ (broker {settings.mqtt.host}:{settings.mqtt.port})", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
