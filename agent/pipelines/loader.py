@@ -10,7 +10,7 @@ from typing import Any
 
 from agent.models.manifest import Manifest, ModelSpec
 from agent.models.tune import Choice
-from agent.vision.runtime import Model, load_model
+from agent.vision.runtime import Model, Spin, load_model
 
 
 class ModelLoader:
@@ -23,7 +23,7 @@ class ModelLoader:
         manifest: Manifest,
         models_dir: Path,
         threads: int,
-        spin: bool = False,
+        spin: Spin = "run",
         one_thread: frozenset[str] = frozenset(),
         choices: Mapping[str, Choice] | None = None,
         engine: str = "onnxruntime",

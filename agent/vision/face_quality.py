@@ -66,7 +66,10 @@ def chroma(crop: np.ndarray) -> float:
         return 0.0
     h, w = crop.shape[:2]
     core = crop[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
-    return float((core.max(axis=2).astype(np.int16) - core.min(axis=2)).mean())
+    b, g, r = core[..., 0], core[..., 1], core[..., 2]
+    # element-wise over the three planes: NumPy's max/min along a 3-long last axis took 0.3 ms a face
+    spread = np.maximum(np.maximum(b, g), r) - np.minimum(np.minimum(b, g), r)  # uint8, never negative
+    return float(spread.mean())
 
 
 def measure(points: np.ndarray, detect_score: float, crop: np.ndarray) -> Quality:

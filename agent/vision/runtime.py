@@ -17,6 +17,7 @@ import logging
 import queue
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -29,6 +30,7 @@ from agent.models.manifest import Dim, ModelSpec
 log = logging.getLogger(__name__)
 
 ENGINES = ("onnxruntime", "opencv")
+Spin = Literal["never", "run", "always"]  # when onnxruntime's worker threads busy-wait (see _ort_session)
 Shape = tuple[object, ...]
 
 
@@ -63,17 +65,21 @@ def check_contract(spec: ModelSpec, path: Path, inputs: Mapping[str, Shape], out
         raise ModelError(f"model file {path} does not match manifest entry {spec.name!r}: " + "; ".join(problems))
 
 
-def _ort_session(path: Path, threads: int, spin: bool, optimise: bool = True) -> ort.InferenceSession:
+def _ort_session(path: Path, threads: int, spin: Spin, optimise: bool = True) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     if not optimise:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # infers the shapes
-    # onnxruntime's default keeps its worker threads spinning after a run; beside other
-    # pipelines, a frame decoder and MQTT on two cores that steals more than it saves
-    # (YOLOv8n-seg with 2 threads here: 14.3 ms spinning, 10.4 ms not; models.spin)
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    # ``run`` (models one at a time): workers spin while a run is active, so a layer's work
+    # reaches them without a wake-up (YuNet 640x480 on 2 threads 4.0 ms against 5.4 ms sleeping
+    # between layers), and stop the moment it returns. ``always`` (``models.spin``) spins on
+    # between runs, which steals the cores from the next model, the frame decoder and MQTT (SFace
+    # on OpenCV right after: 14.0 ms against 9.7 ms). ``never``: sessions that run side by side
+    # (pipelines in parallel) must not busy-wait on each other's cores.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin == "never" else "1")
+    opts.add_session_config_entry("session.force_spinning_stop", "0" if spin == "always" else "1")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -116,7 +122,7 @@ class OnnxModel(Model):
 
     engine = "onnxruntime"
 
-    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: bool = False) -> None:
+    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "run") -> None:
         self.spec = spec
         self.path = require(spec, models_dir)
         self.threads = max(1, threads)
@@ -140,13 +146,13 @@ class CvDnnModel(Model):
 
     engine = "opencv"
 
-    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: bool = False) -> None:
+    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "run") -> None:
         del spin  # onnxruntime's option; OpenCV's pool has no such switch
         self.spec = spec
         self.path = require(spec, models_dir)
         self.threads = max(1, threads)
         # the contract (names, shapes, metadata) read from the file by an unoptimised session
-        self._describe(_ort_session(self.path, 1, False, optimise=False))
+        self._describe(_ort_session(self.path, 1, "never", optimise=False))
         cv2.setNumThreads(self.threads)
         self._pool: queue.SimpleQueue[cv2.dnn.Net] = queue.SimpleQueue()
         net = self._new_net()
@@ -179,7 +185,7 @@ _CLASSES: dict[str, type[OnnxModel] | type[CvDnnModel]] = {"onnxruntime": OnnxMo
 
 
 def load_model(
-    spec: ModelSpec, models_dir: Path, engine: str = "onnxruntime", threads: int = 2, spin: bool = False
+    spec: ModelSpec, models_dir: Path, engine: str = "onnxruntime", threads: int = 2, spin: Spin = "run"
 ) -> Model:
     """``spec``'s file on ``engine`` (one of :data:`ENGINES`) with ``threads`` threads."""
     try:

@@ -93,18 +93,29 @@ def _ort(model: object) -> Any:
     return model.session
 
 
-def test_session_threads_and_spinning_follow_the_settings(models_dir: Path, manifest: Manifest) -> None:
-    """models.threads and models.spin reach onnxruntime; spinning is off unless asked for."""
+@pytest.mark.parametrize(
+    ("config", "want", "allow", "stop"),
+    [
+        ({}, "run", "1", "1"),  # the default: models one at a time spin while they run, then stop
+        ({"performance": {"workers": 2}}, "never", "0", "1"),  # side by side: no busy-waiting
+        ({"performance": {"mode": "throughput"}}, "never", "0", "1"),
+        ({"models": {"spin": True}}, "always", "1", "0"),
+    ],
+)
+def test_session_threads_and_spinning_follow_the_settings(
+    models_dir: Path, manifest: Manifest, config: dict[str, Any], want: str, allow: str, stop: str
+) -> None:
+    """models.threads, models.spin and performance reach onnxruntime's session options."""
     from agent.pipelines.loader import ModelLoader
-    from agent.settings import ModelsSettings
+    from agent.settings import Settings
 
-    s = ModelsSettings()
-    assert s.spin is False
-    for spin in (False, True):
-        loader = ModelLoader(manifest, models_dir, threads=2, spin=spin)
-        opts = _ort(loader.get("nanotrack_v2_head")).get_session_options()
-        assert opts.intra_op_num_threads == 2
-        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
+    s = Settings(**config)
+    assert s.spin() == want
+    loader = ModelLoader(manifest, models_dir, threads=2, spin=s.spin())
+    opts = _ort(loader.get("nanotrack_v2_head")).get_session_options()
+    assert opts.intra_op_num_threads == 2
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == allow
+    assert opts.get_session_config_entry("session.force_spinning_stop") == stop
 
 
 def test_tracker_networks_get_one_thread(models_dir: Path, manifest: Manifest) -> None:
