@@ -39,7 +39,7 @@ def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
         manifest,
         s.models.dir,
         s.model_threads(),
-        s.spin(),
+        s.models.spin,
         one_thread=s.one_thread_roles(),
         engine=engine if isinstance(engine, str) and engine != "auto" else "onnxruntime",
     )

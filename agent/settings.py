@@ -65,12 +65,19 @@ class ModelsSettings(Section):
         description="onnxruntime intra-op threads per model (default: 1 in performance.mode throughput, "
         "else 2; with models.spin also 1 when workers > 1)",
     )
-    spin: bool = Field(
-        False,
-        description="let onnxruntime's worker threads spin on between runs too (threads > 1 only; they always "
-        "spin while a run is active): a little less wake-up latency on otherwise idle cores, CPU taken from "
-        "the other pipelines, the source and MQTT",
+    spin: Spin = Field(
+        "never",
+        description="when onnxruntime's worker threads busy-wait (threads > 1 only): never (the default) | run "
+        "(while a model runs, stopping when it returns: faster when frames come back to back, slower when the "
+        "cores idle between frames, e.g. a 30 fps camera) | always (also between runs: CPU taken from the other "
+        "pipelines, the source and MQTT); true / false mean always / never",
     )
+
+    @field_validator("spin", mode="before")
+    @classmethod
+    def _spin_bool(cls, v: object) -> object:
+        return {True: "always", False: "never"}.get(v, v) if isinstance(v, bool) else v
+
     engine: EngineName | dict[str, EngineName] = Field(
         "auto",
         description="inference engine: auto (the fastest on this machine whose results match onnxruntime's, "
@@ -222,11 +229,7 @@ class PerformanceSettings(Section):
         "order)",
     )
     workers: int = Field(
-        1,
-        ge=1,
-        le=8,
-        description="latency mode: threads running one frame's pipelines side by side (1 = in turn, the default: "
-        "each model then has the cores to itself and its onnxruntime threads spin while it runs)",
+        2, ge=1, le=8, description="latency mode: threads running one frame's pipelines side by side (1 = in turn)"
     )
     parallel: int | None = Field(
         None,
@@ -279,21 +282,9 @@ class Settings(BaseSettings):
             return self.models.threads
         if self.performance.mode == "throughput":
             return 1
-        if self.models.spin and self.performance.workers > 1:
+        if self.models.spin != "never" and self.performance.workers > 1:
             return 1
         return 2
-
-    def spin(self) -> Spin:
-        """When onnxruntime's worker threads busy-wait: ``always`` with ``models.spin``; ``run``
-        (while a run is active, stopping when it returns) when models run one at a time (latency
-        mode, one worker); else ``never``, since sessions side by side would spin on each other's
-        cores (faces + track, 640x480, 2 cores: one at a time with spinning runs 44.4 fps, side by
-        side 35.8 fps without spinning and 32.8 fps with it)."""
-        if self.models.spin:
-            return "always"
-        if self.performance.mode == "latency" and self.performance.workers == 1:
-            return "run"
-        return "never"
 
     def one_thread_roles(self) -> frozenset[str]:
         """Model roles that get one onnxruntime thread whatever :meth:`model_threads` says (unless
@@ -308,7 +299,7 @@ class Settings(BaseSettings):
         (lanes run side by side) or with spinning pools side by side, else 1 or 2."""
         if self.models.threads is not None:
             return (self.models.threads,)
-        if self.performance.mode == "throughput" or (self.models.spin and self.performance.workers > 1):
+        if self.performance.mode == "throughput" or (self.models.spin != "never" and self.performance.workers > 1):
             return (1,)
         return (1, 2)
 

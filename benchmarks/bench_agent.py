@@ -4,9 +4,9 @@ Run on demand (not by pytest):  .venv/bin/python benchmarks/bench_agent.py [--pi
 
 1. Throughput, faces + track on a 640x480 video (short_hamilton_clip.mp4 frames, fitted into
    640x480 and played as an image folder at 60 fps: a camera faster than the agent can run faces,
-   as fast as real ones), for: the two pipelines one after the other (latency mode,
-   ``performance.workers: 1``, the default) with 1 and 2 onnxruntime threads a model, side by side
-   per frame (``performance.workers: 2``) with 1 and 2, and in lanes (throughput mode: the faces lane works on one frame per CPU at
+   as fast as real ones), for: the two pipelines one after the other (``performance.workers: 1``)
+   with 1 and 2 onnxruntime threads a model, side by side per frame (latency mode, the default)
+   with 1 and 2, and in lanes (throughput mode: the faces lane works on one frame per CPU at
    once). Frames per second = frames that got both results (latency modes) or the slower lane's
    rate (throughput mode).
 2. MQTT ``system/ping`` round trip (request → reply at the client), p50/p99 over ``--pings``

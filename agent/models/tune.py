@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 REFERENCE = "onnxruntime"
 THREADS = (1, 2)
 BUDGET_S = 4.0  # timing budget per model: rounds = budget / the cost of one round, 5..25
-CACHE_VERSION = 2  # 2: onnxruntime workers spin while a run is active (times measured before are stale)
+CACHE_VERSION = 1
 Progress = Callable[[str], None]
 
 

@@ -23,7 +23,7 @@ class ModelLoader:
         manifest: Manifest,
         models_dir: Path,
         threads: int,
-        spin: Spin = "run",
+        spin: Spin = "never",
         one_thread: frozenset[str] = frozenset(),
         choices: Mapping[str, Choice] | None = None,
         engine: str = "onnxruntime",

@@ -72,12 +72,12 @@ def _ort_session(path: Path, threads: int, spin: Spin, optimise: bool = True) ->
     opts.log_severity_level = 3
     if not optimise:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # infers the shapes
-    # ``run`` (models one at a time): workers spin while a run is active, so a layer's work
-    # reaches them without a wake-up (YuNet 640x480 on 2 threads 4.0 ms against 5.4 ms sleeping
-    # between layers), and stop the moment it returns. ``always`` (``models.spin``) spins on
-    # between runs, which steals the cores from the next model, the frame decoder and MQTT (SFace
-    # on OpenCV right after: 14.0 ms against 9.7 ms). ``never``: sessions that run side by side
-    # (pipelines in parallel) must not busy-wait on each other's cores.
+    # ``never`` (the default): workers sleep whenever they have no work. ``run``: they spin while
+    # a run is active and stop the moment it returns: with frames back to back YuNet 640x480 on 2
+    # threads takes 3.3 ms against 4.4 ms, but after 33 ms of idle cores (a 30 fps camera) 10.3
+    # against 6.5 ms here. ``always`` (``models.spin``) spins on between runs too, which steals the
+    # cores from the next model, the frame decoder and MQTT (SFace on OpenCV right after: 14.0 ms
+    # against 9.7 ms).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin == "never" else "1")
     opts.add_session_config_entry("session.force_spinning_stop", "0" if spin == "always" else "1")
     try:
@@ -122,7 +122,7 @@ class OnnxModel(Model):
 
     engine = "onnxruntime"
 
-    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "run") -> None:
+    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "never") -> None:
         self.spec = spec
         self.path = require(spec, models_dir)
         self.threads = max(1, threads)
@@ -146,7 +146,7 @@ class CvDnnModel(Model):
 
     engine = "opencv"
 
-    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "run") -> None:
+    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "never") -> None:
         del spin  # onnxruntime's option; OpenCV's pool has no such switch
         self.spec = spec
         self.path = require(spec, models_dir)
@@ -185,7 +185,7 @@ _CLASSES: dict[str, type[OnnxModel] | type[CvDnnModel]] = {"onnxruntime": OnnxMo
 
 
 def load_model(
-    spec: ModelSpec, models_dir: Path, engine: str = "onnxruntime", threads: int = 2, spin: Spin = "run"
+    spec: ModelSpec, models_dir: Path, engine: str = "onnxruntime", threads: int = 2, spin: Spin = "never"
 ) -> Model:
     """``spec``'s file on ``engine`` (one of :data:`ENGINES`) with ``threads`` threads."""
     try:

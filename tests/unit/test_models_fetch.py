@@ -94,24 +94,25 @@ def _ort(model: object) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("config", "want", "allow", "stop"),
+    ("spin", "want", "allow", "stop"),
     [
-        ({}, "run", "1", "1"),  # the default: models one at a time spin while they run, then stop
-        ({"performance": {"workers": 2}}, "never", "0", "1"),  # side by side: no busy-waiting
-        ({"performance": {"mode": "throughput"}}, "never", "0", "1"),
-        ({"models": {"spin": True}}, "always", "1", "0"),
+        (None, "never", "0", "1"),  # the default: workers sleep whenever they have no work
+        (False, "never", "0", "1"),
+        ("run", "run", "1", "1"),  # spin while a model runs, stop when it returns
+        ("always", "always", "1", "0"),
+        (True, "always", "1", "0"),
     ],
 )
 def test_session_threads_and_spinning_follow_the_settings(
-    models_dir: Path, manifest: Manifest, config: dict[str, Any], want: str, allow: str, stop: str
+    models_dir: Path, manifest: Manifest, spin: object, want: str, allow: str, stop: str
 ) -> None:
-    """models.threads, models.spin and performance reach onnxruntime's session options."""
+    """models.threads and models.spin reach onnxruntime's session options."""
     from agent.pipelines.loader import ModelLoader
     from agent.settings import Settings
 
-    s = Settings(**config)
-    assert s.spin() == want
-    loader = ModelLoader(manifest, models_dir, threads=2, spin=s.spin())
+    s = Settings.model_validate({} if spin is None else {"models": {"spin": spin}})
+    assert s.models.spin == want
+    loader = ModelLoader(manifest, models_dir, threads=2, spin=s.models.spin)
     opts = _ort(loader.get("nanotrack_v2_head")).get_session_options()
     assert opts.intra_op_num_threads == 2
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == allow

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent.errors import ConfigError
 from agent.pipelines.faces import FaceThresholds
@@ -55,15 +56,24 @@ def test_defaults_and_contract_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         ("latency", 1, False, None, 2),
         ("latency", 2, True, None, 1),  # spinning pools side by side slow each other down
         ("latency", 1, True, None, 2),
+        ("latency", 2, "run", None, 1),  # spinning while they run is spinning side by side too
+        ("latency", 1, "run", None, 2),
         ("throughput", 2, False, None, 1),  # one lane a pipeline
         ("throughput", 2, False, 3, 3),  # models.threads wins
     ],
 )
-def test_model_threads(mode: str, workers: int, spin: bool, threads: int | None, want: int) -> None:
+def test_model_threads(mode: str, workers: int, spin: bool | str, threads: int | None, want: int) -> None:
     s = Settings.model_validate(
         {"performance": {"mode": mode, "workers": workers}, "models": {"spin": spin, "threads": threads}}
     )
     assert s.model_threads() == want
+
+
+def test_spin_takes_its_three_words_or_a_boolean() -> None:
+    assert Settings.model_validate({"models": {"spin": "run"}}).models.spin == "run"
+    assert Settings.model_validate({"models": {"spin": True}}).models.spin == "always"
+    with pytest.raises(ValidationError, match="spin"):
+        Settings.model_validate({"models": {"spin": "sometimes"}})
 
 
 def test_lane_threads(monkeypatch: pytest.MonkeyPatch) -> None:
