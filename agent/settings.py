@@ -280,11 +280,12 @@ class Settings(BaseSettings):
         slow each other down."""
         if self.models.threads is not None:
             return self.models.threads
-        if self.performance.mode == "throughput":
-            return 1
-        if self.models.spin != "never" and self.performance.workers > 1:
-            return 1
-        return 2
+        return 1 if self._sessions_side_by_side() else 2
+
+    def _sessions_side_by_side(self) -> bool:
+        """Sessions that would take each other's cores with two threads each: throughput lanes,
+        or spinning pools run side by side."""
+        return self.performance.mode == "throughput" or (self.models.spin != "never" and self.performance.workers > 1)
 
     def one_thread_roles(self) -> frozenset[str]:
         """Model roles that get one onnxruntime thread whatever :meth:`model_threads` says (unless
@@ -299,9 +300,7 @@ class Settings(BaseSettings):
         (lanes run side by side) or with spinning pools side by side, else 1 or 2."""
         if self.models.threads is not None:
             return (self.models.threads,)
-        if self.performance.mode == "throughput" or (self.models.spin != "never" and self.performance.workers > 1):
-            return (1,)
-        return (1, 2)
+        return (1,) if self._sessions_side_by_side() else (1, 2)
 
     def models_in_use(self) -> list[str]:
         """The manifest names of every model the configured pipelines can run."""
