@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import sys
 import tempfile
 import time
@@ -41,6 +42,18 @@ ENROLLED = 20
 THREADS = 2
 
 
+def agent_stages(client: Any, after: float) -> dict[str, Any]:
+    """The agent's own ``state.stages_ms`` (medians over its last frames), from a state published
+    after ``after``."""
+    client.subscribe(f"{PREFIX}/{DEV}/state")
+    while True:
+        m = client.wait_for(lambda m: m.topic.endswith("/state"), 10)
+        if time.time() > after:
+            stages: dict[str, Any] = json.loads(m.payload).get("stages_ms", {})
+            if stages:
+                return stages
+
+
 def run(rounds: int = 40) -> tuple[list[Row], dict[str, Any]]:
     cv2.setNumThreads(THREADS)
     models = {"face_detector": "yunet", "threads": THREADS}
@@ -60,6 +73,7 @@ def run(rounds: int = 40) -> tuple[list[Row], dict[str, Any]]:
                 "source": {"uri": "mqtt"},
                 "pipelines": {"faces": True, "track": False, "segment": False, "classifier": False},
                 "models": models,
+                "results": {"state_interval": 0.5},
             }
             with agent_process(broker.port, Path(td) / "state", **cfg):
                 client = connect(broker.port)
@@ -105,6 +119,7 @@ def run(rounds: int = 40) -> tuple[list[Row], dict[str, Any]]:
 
                     cases = {"mqtt": over_mqtt, "opencv": opencv, "opencv with decode": opencv_jpeg}
                     times = alternate(cases, rounds, warmup=5, before=handover)
+                    stages = agent_stages(client, time.time())
                 finally:
                     client.close()
     finally:
@@ -123,10 +138,11 @@ def run(rounds: int = 40) -> tuple[list[Row], dict[str, Any]]:
             "> 1x",
             ratio > 1.0,
             note=f"OpenCV including the JPEG decode: {ms(m['opencv with decode'])} "
-            f"({m['opencv with decode'] / m['mqtt']:.2f}x)",
+            f"({m['opencv with decode'] / m['mqtt']:.2f}x); agent stages (median ms): "
+            + ", ".join(f"{k} {v}" for k, v in stages.items()),
         )
     ]
-    return rows, {"median_ms": m, "rounds": rounds, "engines": engines, "time": time.time()}
+    return rows, {"median_ms": m, "rounds": rounds, "engines": engines, "stages_ms": stages, "time": time.time()}
 
 
 def main() -> None:
