@@ -42,6 +42,7 @@ def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
         s.models.spin,
         one_thread=s.one_thread_roles(),
         engine=engine if isinstance(engine, str) and engine != "auto" else "onnxruntime",
+        pin=s.models.pin,
     )
     names = s.models_in_use()
     for name in (*names, *(engine if isinstance(engine, dict) else {})):
@@ -55,6 +56,8 @@ def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
         models_dir=s.models.dir,
         eval_dir=s.tune_images(),
         cache_path=s.models.tune_cache or default_cache(),
+        spin=s.models.spin,
+        pin=s.models.pin,
     )
     return loader
 

@@ -23,11 +23,11 @@ from pydantic_settings import (
 )
 
 from agent.errors import ConfigError
+from agent.models.tune import SpinSetting
 from agent.mqtt.settings import MqttSettings
 from agent.pipelines.registry import PIPELINES
 from agent.sections import Section, format_errors, topic_prefix
 from agent.sources.settings import SourceSettings
-from agent.vision.runtime import Spin
 
 T = TypeVar("T")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -63,14 +63,18 @@ class ModelsSettings(Section):
         ge=1,
         le=64,
         description="onnxruntime intra-op threads per model (default: 1 in performance.mode throughput, "
-        "else 2; with models.spin also 1 when workers > 1)",
+        "else 2; with models.spin run or always also 1 when workers > 1)",
     )
-    spin: Spin = Field(
-        "never",
-        description="when onnxruntime's worker threads busy-wait (threads > 1 only): never (the default) | run "
-        "(while a model runs, stopping when it returns: faster when frames come back to back, slower when the "
-        "cores idle between frames, e.g. a 30 fps camera) | always (also between runs: CPU taken from the other "
-        "pipelines, the source and MQTT); true / false mean always / never",
+    spin: SpinSetting = Field(
+        "auto",
+        description="when onnxruntime's worker threads busy-wait (threads > 1 only): auto (the default: per model, "
+        "measured by tuning) | never | run (while a model runs, stopping when it returns) | always (also between "
+        "runs: CPU taken from the other pipelines, the source and MQTT); true / false mean always / never",
+    )
+    pin: bool = Field(
+        True,
+        description="pin each onnxruntime worker thread to a CPU of its own (the calling thread stays free): "
+        "unpinned, the kernel may wake a worker on the caller's CPU after the cores idled",
     )
 
     @field_validator("spin", mode="before")
@@ -276,8 +280,8 @@ class Settings(BaseSettings):
         (each lane streams on its own: 2 threads a lane measured slower), else 2 — also with
         ``workers`` > 1, since sessions that do not spin share the cores well (faces + track,
         640x480, 2 cores: 35.7 fps with 2 threads a model against 30.8 with 1). With
-        ``models.spin``, sessions side by side get 1 thread: two spinning pools on two cores
-        slow each other down."""
+        ``models.spin`` run or always, sessions side by side get 1 thread: two spinning pools on
+        two cores slow each other down."""
         if self.models.threads is not None:
             return self.models.threads
         return 1 if self._sessions_side_by_side() else 2
@@ -285,7 +289,8 @@ class Settings(BaseSettings):
     def _sessions_side_by_side(self) -> bool:
         """Sessions that would take each other's cores with two threads each: throughput lanes,
         or spinning pools run side by side."""
-        return self.performance.mode == "throughput" or (self.models.spin != "never" and self.performance.workers > 1)
+        spinning = self.models.spin in ("run", "always")
+        return self.performance.mode == "throughput" or (spinning and self.performance.workers > 1)
 
     def one_thread_roles(self) -> frozenset[str]:
         """Model roles that get one onnxruntime thread whatever :meth:`model_threads` says (unless

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
-from agent.models.tune import Choice, TuneCache, choose, default_cache, tune
+from agent.models.tune import Choice, TuneCache, choose, default_cache, key, tune
 from agent.vision.face_align import align_blob
 from agent.vision.faces import FacePipeline, FaceTracks
 from agent.vision.runtime import ENGINES, load_model
@@ -54,29 +54,37 @@ def one_face_frame() -> Image:
     return canvas
 
 
-def chosen_engines(names: tuple[str, ...], threads: int) -> dict[str, Choice]:
+def chosen_engines(names: tuple[str, ...], threads: int, engine: str | None = None) -> dict[str, Choice]:
     """The agent's choice for ``names`` at ``threads`` threads a model (``models.threads``), from
-    the agent's own tuning cache (measured now when missing or stale)."""
+    the agent's own tuning cache (measured now when missing or stale); with ``engine``, its best
+    configuration on that engine alone (``models.engine: <engine>``)."""
     manifest = load_manifest()
     tunes = tune(manifest, names, MODELS, EVAL, TuneCache(default_cache()), progress=lambda line: print("  " + line))
-    return choose(tunes, (threads,))
+    return choose(tunes, (threads,), {n: engine for n in names} if engine else None)
+
+
+def loaded(spec: Any, c: Choice) -> Any:
+    return load_model(spec, MODELS, c.engine, c.threads, c.spin)
+
+
+def describe(choice: dict[str, Choice]) -> str:
+    return ", ".join(f"{n} {key(c.engine, c.threads, c.spin)}" for n, c in choice.items())
 
 
 def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
     cv2.setNumThreads(threads)  # OpenCV's pool is process-wide: every OpenCV contender gets ``threads``
     manifest = load_manifest()
     det_spec, emb_spec = manifest.get("yunet"), manifest.get("sface")
-    choice = chosen_engines(("yunet", "sface"), threads)
+    names = ("yunet", "sface")
+    choice = chosen_engines(names, threads)
+    single = {e: chosen_engines(names, threads, e) for e in ENGINES}  # each engine's best configuration
 
-    def pipeline(det_engine: str, emb_engine: str) -> FacePipeline:
-        return FacePipeline(
-            load_model(det_spec, MODELS, det_engine, threads),
-            "yunet",
-            load_model(emb_spec, MODELS, emb_engine, threads),
-        )
+    def pipeline(c: dict[str, Choice]) -> FacePipeline:
+        return FacePipeline(loaded(det_spec, c["yunet"]), "yunet", loaded(emb_spec, c["sface"]))
 
-    pipe = pipeline(choice["yunet"].engine, choice["sface"].engine)
-    singles = {e: pipeline(e, e) for e in ENGINES}
+    pipe = pipeline(choice)
+    # an engine whose best configuration is the agent's choice is the agent's pipeline itself
+    singles = {e: pipe if single[e] == choice else pipeline(single[e]) for e in ENGINES}
     handover = Handover(one_face_frame())
     frame = handover.frame  # for the setup; the cases read handover.frame
     faces = pipe.detect(frame)
@@ -93,7 +101,7 @@ def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
         return lambda: {"faces": p.recognise(handover.frame, bank, labels, detect_th=0.6, tracks=tracks)}
 
     agent = end_to_end(pipe)
-    single_cases = {f"{e} only": end_to_end(p) for e, p in singles.items()}
+    single_cases = {f"{e} only": end_to_end(p) for e, p in singles.items() if p is not pipe}
     det_blob, _ = pipe.detector.preprocess(frame)
     emb_blob = align_blob(frame, faces[0].points, 112, rgb=True)
 
@@ -111,8 +119,11 @@ def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
     cases = {"agent": agent, "models": models_only, "opencv": opencv, **single_cases}
     times = alternate(cases, rounds, before=handover)
     m = {k: med(v) for k, v in times.items()}
-    best_single = min(single_cases, key=lambda k: m[k])
-    engines = f"YuNet on {choice['yunet'].engine}, SFace on {choice['sface'].engine}"
+    for e, p in singles.items():
+        if p is pipe:  # the agent's choice is this engine's best: the same run
+            m[f"{e} only"] = m["agent"]
+    best_single = min((f"{e} only" for e in ENGINES), key=lambda k: m[k])
+    engines = describe(choice)
     r_models, r_cv, r_single = m["agent"] / m["models"], m["opencv"] / m["agent"], m[best_single] / m["agent"]
     tag = f"{threads} thread{'s' if threads > 1 else ''}"
     rows = [
@@ -137,8 +148,13 @@ def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
         ),
         Row(
             "faces",
-            f"the same, {tag}, vs the best single engine for both models ({best_single}; "
-            + ", ".join(f"{k} {ms(m[k])}" for k in single_cases)
+            f"the same, {tag}, vs the best single engine for both models, each model in its fastest "
+            f"configuration on it ({best_single}; "
+            + "; ".join(
+                f"{e} only {describe(single[e])}: "
+                + ("the agent's choice" if singles[e] is pipe else ms(m[f"{e} only"]))
+                for e in ENGINES
+            )
             + ")",
             ms(m["agent"]),
             ms(m[best_single]),
@@ -152,6 +168,7 @@ def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
         "threads": threads,
         "rounds": rounds,
         "engines": {k: c.as_dict() for k, c in choice.items()},
+        "single_engines": {e: {k: c.as_dict() for k, c in single[e].items()} for e in ENGINES},
     }
 
 

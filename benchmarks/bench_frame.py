@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.models import load_manifest
-from agent.models.tune import TuneCache, default_cache, tune
+from agent.models.tune import TuneCache, default_cache, key, tune
 from agent.mqtt.embedded import EmbeddedBroker
 from agent.settings import Settings
 from benchmarks.bench_agent import DEV, PREFIX, agent_process, connect, wait_online
@@ -125,7 +125,9 @@ def run(rounds: int = 40) -> tuple[list[Row], dict[str, Any]]:
     finally:
         broker.cleanup()
     m = {k: med(v) for k, v in times.items()}
-    chosen = ", ".join(f"{n} {engines[n]['engine']}/{engines[n]['threads']}" for n in ("yunet", "sface"))
+    chosen = ", ".join(
+        f"{n} {key(engines[n]['engine'], engines[n]['threads'], engines[n]['spin'])}" for n in ("yunet", "sface")
+    )
     ratio = m["opencv"] / m["mqtt"]
     rows = [
         Row(

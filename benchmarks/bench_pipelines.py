@@ -23,14 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
-from agent.models.tune import TuneCache, choose, default_cache, tune
+from agent.models.tune import Choice, TuneCache, choose, default_cache, key, tune
 from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor, preprocess
-from agent.vision.runtime import load_model
+from agent.vision.runtime import Spin, load_model
 from agent.vision.segment import Segmenter
 from benchmarks.common import EVAL, MODELS, Handover, Row, alternate, load_bgr, med, ms, report
 
 CLASS_PHOTOS = ("motorcycle_left.png", "coffee.png", "chelsea.png", "rocket.jpg", "astronaut.png")
+
+
+def _config(c: Choice) -> tuple[str, int, Spin]:
+    return c.engine, c.threads, c.spin
 
 
 def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
@@ -40,13 +44,13 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     names = ("yolov8n_seg", "mobilenet_v2")
     tunes = tune(manifest, names, MODELS, EVAL, TuneCache(default_cache()), progress=lambda line: print("  " + line))
     choice = choose(tunes, (threads,))
-    seg = Segmenter(load_model(manifest.get(names[0]), MODELS, choice[names[0]].engine, threads))
+    seg = Segmenter(load_model(manifest.get(names[0]), MODELS, *_config(choice[names[0]])))
     handover = Handover(load_bgr(EVAL / "images" / "bus.jpg", (640, 480)))
     frame = handover.frame  # for the setup; the cases read handover.frame
     blob, _ = seg.preprocess(frame)
     n_objects = len(seg.segment(frame, score_th=0.4))
 
-    extractor = FeatureExtractor(load_model(manifest.get(names[1]), MODELS, choice[names[1]].engine, threads))
+    extractor = FeatureExtractor(load_model(manifest.get(names[1]), MODELS, *_config(choice[names[1]])))
     clf = SelfLearnClassifier(extractor.dim, 14.0)
     for name in CLASS_PHOTOS:
         clf.add_class(name.split(".")[0], extractor.extract(load_bgr(EVAL / "images" / name)))
@@ -65,7 +69,7 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     rows = [
         Row(
             "segment",
-            f"YOLOv8n-seg 320 ({choice[names[0]].engine}), 640x480 ({n_objects} objects): decode, NMS, masks, "
+            f"YOLOv8n-seg 320 ({key(*_config(choice[names[0]]))}), 640x480 ({n_objects} objects): decode, NMS, masks, "
             "polygons, result vs model",
             ms(m["segment"]),
             ms(m["segment model"]),
@@ -75,7 +79,7 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         ),
         Row(
             "classifier",
-            f"MobileNetV2 224 ({choice[names[1]].engine}), 640x480 centre crop, {len(CLASS_PHOTOS)} classes → "
+            f"MobileNetV2 224 ({key(*_config(choice[names[1]]))}), 640x480 centre crop, {len(CLASS_PHOTOS)} classes → "
             "result vs model",
             ms(m["classify"]),
             ms(m["classify model"]),

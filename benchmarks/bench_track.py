@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fastpath
 from agent.models import load_manifest
 from agent.models.tune import TuneCache, choose, default_cache, tune
+from agent.models.tune import key as candidate
 from agent.settings import Settings
 from agent.vision.runtime import Model, OnnxModel, load_model
 from agent.vision.track import Box, NanoTracker, TrackParams, crop_square
@@ -62,9 +63,9 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         models = []
         for part in ("backbone", "head"):
             c = choice[f"nanotrack_{version}_{part}"]
-            same = c.engine == "onnxruntime" and c.threads == threads  # no second copy of the weights
+            same = (c.engine, c.threads, c.spin) == ("onnxruntime", threads, "never")  # no second copy
             models.append(pairs[version][part == "head"] if same else load_model(
-                manifest.get(f"nanotrack_{version}_{part}"), MODELS, c.engine, c.threads))  # fmt: skip
+                manifest.get(f"nanotrack_{version}_{part}"), MODELS, c.engine, c.threads, c.spin))  # fmt: skip
         return models[0], models[1]
 
     mine = {v: chosen(v) for v in ("v2", "v3")}
@@ -176,7 +177,7 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             ">= 1.5x, IoU >=",
             m["opencv"] / m["agent"] >= 1.5 and miou["agent"] >= miou["opencv"],
             note=f"check off: {m['opencv'] / m['agent no verify']:.2f}x; the agent's NanoTrack v2: "
-            + ", ".join(f"{p} {c.engine}/{c.threads}" for p, c in choice.items() if "_v2_" in p),
+            + ", ".join(f"{p} {candidate(c.engine, c.threads, c.spin)}" for p, c in choice.items() if "_v2_" in p),
         ),
         vs_nets(
             "agent v3",

@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--from", dest="mirror", default=None, help="mirror folder or http(s) URL base")
     actions.add_parser("list", help="every model of the manifest and its file's status")
     actions.add_parser("verify", help="check every model file's sha256; exit 1 when any is bad")
-    tu = actions.add_parser("tune", help="time each model on each engine and thread count; keep the fastest")
+    tu = actions.add_parser(
+        "tune", help="time each model on each engine, thread count and spinning, warm and cold; keep the fastest"
+    )
     tu.add_argument("names", nargs="*", help="model names (default: the config's)")
     tu.add_argument("--show", action="store_true", help="print the cached measurements, measure nothing")
     tu.add_argument("--all", action="store_true", help="every model of the manifest (default: the config's)")

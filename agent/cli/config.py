@@ -13,10 +13,9 @@ from agent.cli.common import REPO, settings_of, setup_logging
 from agent.errors import ConfigError, ModelError
 from agent.models import Manifest, load_manifest
 from agent.models.fetch import fetch, verify
-from agent.models.tune import TuneCache, choose, default_cache, key, tune
+from agent.models.tune import IDLE_S, TuneCache, candidates, choose, default_cache, key, tune
 from agent.pipelines.registry import PIPELINES
 from agent.settings import Settings, masked_dump
-from agent.vision.runtime import ENGINES
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -95,7 +94,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Manifest) -
     """``models tune``: measure every model the config uses on every engine and thread count
     (``--show``: print the cached table only), then print the table and the choice."""
     names = list(manifest.models) if args.all else args.names or settings.models_in_use()
-    cache = TuneCache(settings.models.tune_cache or default_cache())
+    cache = TuneCache(settings.models.tune_cache or default_cache(), settings.models.pin)
     if args.show:
         tunes = {n: t for n in names if (t := cache.get(n, manifest.get(n).sha256)) is not None}
         if not tunes:
@@ -114,18 +113,21 @@ def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Manifest) -
     forced = {n: setting for n in tunes} if isinstance(setting, str) and setting != "auto" else {}
     if isinstance(setting, dict):
         forced = {n: e for n, e in setting.items() if e != "auto"}
-    chosen = choose(tunes, settings.engine_threads(), forced)
-    cols = [key(e, t) for e in ENGINES for t in (1, 2)]
-    print(f"{'model':24} {'chosen':14} " + " ".join(f"{c:>14}" for c in cols) + "  check against onnxruntime")
+    chosen = choose(tunes, settings.engine_threads(), forced, settings.models.spin)
+    cols = [key(e, t, sp) for e, t, sp in candidates()]
+    print(f"median ms a run, warm / cold (after {IDLE_S * 1e3:.0f} ms of idle cores); chosen: least warm + cold")
+    print(f"{'model':24} {'chosen':19} " + " ".join(f"{c:>18}" for c in cols) + "  check against onnxruntime")
     for name, entry in tunes.items():
         c = chosen.get(name)
-        pick = f"{c.engine}/{c.threads}" if c else "-"
-        times = " ".join(f"{entry.ms[c_] if c_ in entry.ms else float('nan'):11.2f} ms" for c_ in cols)
+        pick = key(c.engine, c.threads, c.spin) if c else "-"
+        times = " ".join(
+            f"{entry.ms.get(c_, float('nan')):8.2f} /{entry.ms_cold.get(c_, float('nan')):8.2f}" for c_ in cols
+        )
         checks = "; ".join(
             f"{e} {'ok' if v.get('ok') else 'OUTSIDE'} ({v.get('figure')}: {v.get('tolerance')})"
             for e, v in entry.checks.items()
         )
-        print(f"{name:24} {pick:14} {times}  {checks}")
+        print(f"{name:24} {pick:19} {times}  {checks}")
     print(f"machine: {cache.header['machine']}; engines: {cache.header['engines']}; threads allowed: "
-          f"{settings.engine_threads()}")  # fmt: skip
+          f"{settings.engine_threads()}; workers pinned: {cache.pin}")  # fmt: skip
     return 0

@@ -1,12 +1,18 @@
 """Choose the engine and thread count of every model by measuring them on this machine.
 
 :func:`tune` times each model on each engine (:data:`agent.vision.runtime.ENGINES`) and thread
-count (1, 2) on realistic inputs (``agent.models.probes``): the candidates run alternately,
-in an order shuffled every round, and the median per run is kept. An engine is eligible only
-when its *decoded* results match the reference engine's (onnxruntime) within the probe's
-stated tolerance. Results are cached in a JSON file keyed by the machine (CPU model and flags),
-the engines' versions and each model's sha256; any change there makes the entry stale and it
-is measured again. :func:`choose` turns the measurements into a :class:`Choice` per model.
+count (1, 2), and on onnxruntime with 2 threads also with its workers spinning while it runs
+(``+spin``), on realistic inputs (``agent.models.probes``). Each round runs every candidate
+twice, in orders shuffled every round: once *cold*, after the cores idled for :data:`IDLE_S`
+(what a 30 fps camera leaves between frames, and what the first model of a frame meets), and
+once *warm*, right after another candidate ran (a model that follows another in a frame, or
+frames back to back). The medians of both are kept, and a candidate's cost is their sum: the
+two regimes rank the candidates differently (spinning workers: much faster warm, and on some
+machines slower cold). An engine is eligible only when its *decoded* results match the
+reference engine's (onnxruntime) within the probe's stated tolerance. Results are cached in a
+JSON file keyed by the machine (CPU model and flags), the engines' versions, whether workers
+are pinned, and each model's sha256; any change there makes the entry stale and it is measured
+again. :func:`choose` turns the measurements into a :class:`Choice` per model.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -30,12 +36,18 @@ import numpy as np
 from agent.errors import ModelError
 from agent.models.manifest import Manifest
 
+if TYPE_CHECKING:
+    from agent.vision.runtime import Spin
+
 log = logging.getLogger(__name__)
 
 REFERENCE = "onnxruntime"
 THREADS = (1, 2)
-BUDGET_S = 4.0  # timing budget per model: rounds = budget / the cost of one round, 5..25
-CACHE_VERSION = 1
+IDLE_S = 0.020  # idle cores before a cold run
+BUDGET_S = 3.0  # timing budget per model: rounds = budget / the cost of one round, 5..20
+MAX_ROUNDS = 20
+CACHE_VERSION = 2  # 2: cold and warm medians, "+spin" candidates
+SpinSetting = Literal["auto", "never", "run", "always"]
 Progress = Callable[[str], None]
 
 
@@ -60,13 +72,39 @@ def machine_key() -> dict[str, Any]:
     }
 
 
-def key(engine: str, threads: int) -> str:
-    return f"{engine}/{threads}"
+def key(engine: str, threads: int, spin: Spin = "never") -> str:
+    """A candidate's name: ``onnxruntime/2``, ``onnxruntime/2+spin`` (workers spin while it runs)."""
+    return f"{engine}/{threads}" + ("+spin" if spin == "run" else "")
+
+
+def forced_spin(spin: SpinSetting) -> Spin:
+    """What ``models.spin`` forces on every onnxruntime model (``auto`` forces nothing: never)."""
+    return "never" if spin == "auto" else spin
+
+
+def parse_key(name: str) -> tuple[str, int, Spin]:
+    base, _, extra = name.partition("+")
+    engine, _, threads = base.partition("/")
+    return engine, int(threads), "run" if extra == "spin" else "never"
+
+
+def candidates() -> list[tuple[str, int, Spin]]:
+    """(engine, threads, spin) of every candidate: spinning only where there is a worker to spin."""
+    from agent.vision.runtime import ENGINES
+
+    out: list[tuple[str, int, Spin]] = []
+    for e in ENGINES:
+        for t in THREADS:
+            out.append((e, t, "never"))
+            if e == REFERENCE and t > 1:
+                out.append((e, t, "run"))
+    return out
 
 
 @dataclass
 class ModelTune:
-    """One model's measurements: median ms per ``engine/threads`` and each engine's check."""
+    """One model's measurements: median ms per candidate (:func:`key`) warm (``ms``) and cold
+    (``ms_cold``), and each engine's check."""
 
     name: str
     sha256: str
@@ -75,9 +113,15 @@ class ModelTune:
     rounds: int = 0
     seconds: float = 0.0
     tuned_at: float = field(default_factory=time.time)
+    ms_cold: dict[str, float] = field(default_factory=dict)
 
     def eligible(self, engine: str) -> bool:
         return engine == REFERENCE or bool(self.checks.get(engine, {}).get("ok"))
+
+    def cost(self, candidate: str) -> float:
+        """Warm + cold median ms (warm twice when there is no cold one)."""
+        warm = self.ms[candidate]
+        return warm + self.ms_cold.get(candidate, warm)
 
 
 @dataclass(frozen=True)
@@ -86,17 +130,28 @@ class Choice:
     threads: int
     source: str  # "tuned" | "forced" | "default"
     ms: Mapping[str, float] = field(default_factory=dict)
+    spin: Spin = "never"
+    ms_cold: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "threads": self.threads, "source": self.source, "ms": dict(self.ms)}
+        return {
+            "engine": self.engine,
+            "threads": self.threads,
+            "spin": self.spin,
+            "source": self.source,
+            "ms": dict(self.ms),
+            "ms_cold": dict(self.ms_cold),
+        }
 
 
 class TuneCache:
-    """The measurements on disk (one JSON file, written atomically)."""
+    """The measurements on disk (one JSON file, written atomically), made with workers pinned
+    (``pin``) or not."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, pin: bool = True) -> None:
         self.path = path
-        self.header = {"version": CACHE_VERSION, "machine": machine_key(), "engines": _engine_versions()}
+        self.pin = pin
+        self.header = {"version": CACHE_VERSION, "machine": machine_key(), "engines": _engine_versions(), "pin": pin}
         self.models: dict[str, ModelTune] = {}
         self.stale_reason = ""
         try:
@@ -107,7 +162,7 @@ class TuneCache:
         except (OSError, ValueError) as exc:
             self.stale_reason = f"unreadable cache ({exc})"
             return
-        for part in ("version", "machine", "engines"):
+        for part in ("version", "machine", "engines", "pin"):
             if data.get(part) != self.header[part]:
                 self.stale_reason = f"{part} changed"
                 return
@@ -149,9 +204,15 @@ def _case(model: Any, feeds: list[dict[str, np.ndarray]], threads: int, opencv: 
 
 
 def tune_model(
-    manifest: Manifest, name: str, models_dir: Path, eval_dir: Path, progress: Progress, budget: float = BUDGET_S
+    manifest: Manifest,
+    name: str,
+    models_dir: Path,
+    eval_dir: Path,
+    progress: Progress,
+    budget: float = BUDGET_S,
+    pin: bool = True,
 ) -> ModelTune:
-    """Measure one model on every engine and thread count; check each engine against the reference."""
+    """Measure one model on every candidate (cold and warm); check each engine against the reference."""
     from agent.models.probes import build_probe
     from agent.vision.runtime import ENGINES, load_model
 
@@ -160,36 +221,44 @@ def tune_model(
     cv_threads = cv2.getNumThreads()
     try:
         models = {e: load_model(spec, models_dir, e, threads=1) for e in ENGINES}
-        sessions = {key(REFERENCE, t): load_model(spec, models_dir, REFERENCE, threads=t) for t in THREADS}
         probe = build_probe(spec, manifest, models_dir, eval_dir, models[REFERENCE])
         checks: dict[str, dict[str, Any]] = {}
         for engine in ENGINES:
             if engine != REFERENCE:
                 checks[engine] = probe.check(models[engine], models[REFERENCE]).as_dict()
         cases = {
-            key(e, t): _case(sessions[key(e, t)] if e == REFERENCE else models[e], probe.feeds, t, e != REFERENCE)
-            for e in ENGINES
-            for t in THREADS
+            key(e, t, sp): _case(
+                load_model(spec, models_dir, e, t, sp, pin) if e == REFERENCE else models[e],
+                probe.feeds,
+                t,
+                e != REFERENCE,
+            )
+            for e, t, sp in candidates()
         }
         t0 = time.perf_counter()
         for fn in cases.values():  # warm-up, and the cost of one round
             fn(0)
-        one_round = time.perf_counter() - t0
-        rounds = int(min(25, max(5, budget / max(one_round, 1e-6))))
-        progress(f"{name}: {len(cases)} candidates x {rounds} rounds ({one_round * 1e3:.0f} ms a round)")
-        times: dict[str, list[float]] = {k: [] for k in cases}
+        one_round = 2 * (time.perf_counter() - t0) + len(cases) * IDLE_S
+        rounds = int(min(MAX_ROUNDS, max(5, budget / max(one_round, 1e-6))))
+        progress(f"{name}: {len(cases)} candidates x {rounds} rounds, cold and warm ({one_round * 1e3:.0f} ms a round)")
+        warm: dict[str, list[float]] = {k: [] for k in cases}
+        cold: dict[str, list[float]] = {k: [] for k in cases}
         order = np.random.default_rng(0)
         names = list(cases)
         n_feeds = len(probe.feeds)
         for r in range(rounds):
-            for i in order.permutation(len(names)):
-                t1 = time.perf_counter()
-                cases[names[i]](r % n_feeds)
-                times[names[i]].append((time.perf_counter() - t1) * 1e3)
+            for regime, times in ((cold, True), (warm, False)):
+                for i in order.permutation(len(names)):
+                    if times:
+                        time.sleep(IDLE_S)
+                    t1 = time.perf_counter()
+                    cases[names[i]](r % n_feeds)
+                    regime[names[i]].append((time.perf_counter() - t1) * 1e3)
     finally:
         cv2.setNumThreads(cv_threads)
-    ms = {k: round(statistics.median(v), 3) for k, v in times.items()}
-    return ModelTune(name, spec.sha256, ms, checks, rounds, round(time.perf_counter() - t_start, 2))
+    ms = {k: round(statistics.median(v), 3) for k, v in warm.items()}
+    ms_cold = {k: round(statistics.median(v), 3) for k, v in cold.items()}
+    return ModelTune(name, spec.sha256, ms, checks, rounds, round(time.perf_counter() - t_start, 2), ms_cold=ms_cold)
 
 
 def tune(
@@ -212,7 +281,7 @@ def tune(
             out[name] = cached
             continue
         progress(f"[{i}/{len(names)}] tuning {name} …")
-        entry = tune_model(manifest, name, models_dir, eval_dir, progress)
+        entry = tune_model(manifest, name, models_dir, eval_dir, progress, pin=cache.pin)
         progress(f"[{i}/{len(names)}] {name}: {describe(entry)} ({entry.seconds:.1f} s)")
         cache.models[name] = out[name] = entry
         cache.save()
@@ -220,44 +289,59 @@ def tune(
 
 
 def describe(entry: ModelTune) -> str:
-    times = "  ".join(f"{k} {v:.2f} ms" for k, v in sorted(entry.ms.items(), key=lambda kv: kv[1]))
+    """Candidates cheapest first: ``key warm/cold ms``."""
+    ranked = sorted(entry.ms, key=entry.cost)
+    times = "  ".join(f"{k} {entry.ms[k]:.2f}/{entry.ms_cold.get(k, entry.ms[k]):.2f} ms" for k in ranked)
     bad = [e for e, c in entry.checks.items() if not c.get("ok")]
     return times + (f"  (outside tolerance: {', '.join(bad)})" if bad else "")
 
 
 def choose(
-    tunes: Mapping[str, ModelTune], threads: Iterable[int], forced: Mapping[str, str] | None = None
+    tunes: Mapping[str, ModelTune],
+    threads: Iterable[int],
+    forced: Mapping[str, str] | None = None,
+    spin: SpinSetting = "auto",
 ) -> dict[str, Choice]:
-    """The fastest eligible ``engine/threads`` per model, ``threads`` limiting the counts.
+    """The eligible candidate of least cost (warm + cold median) per model, ``threads``
+    limiting the counts. ``spin`` other than ``auto`` (``models.spin``) forces onnxruntime's
+    workers for every model: its candidates are ranked on the measurements of that mode
+    (``always`` on those of ``never``, which it is between runs).
 
     OpenCV's thread count is one for the whole process, so every model chosen on OpenCV runs on
-    the same count: the count that makes the sum of the chosen medians smallest.
+    the same count: the count that makes the sum of the chosen costs smallest.
     """
-    from agent.vision.runtime import ENGINES
-
     allowed = sorted(set(threads))
     forced = forced or {}
     best_total = float("inf")
     best: dict[str, Choice] = {}
+
+    def spin_ok(engine: str, t: int, sp: Spin) -> bool:
+        if spin == "auto" or engine != REFERENCE or t == 1:
+            return True
+        return sp == ("run" if spin == "run" else "never")
+
     for cv_t in allowed:
         picks: dict[str, Choice] = {}
         total = 0.0
         for name, entry in tunes.items():
             want = forced.get(name)
-            options = [
-                (entry.ms[key(e, t)], e, t)
-                for e in ENGINES
-                for t in allowed
-                if key(e, t) in entry.ms
-                and (entry.eligible(e) or e == want)  # a forced engine is used even outside tolerance
-                and (want is None or e == want)
-                and (e == REFERENCE or t == cv_t)
-            ]
+            options = []
+            for k in entry.ms:
+                e, t, sp = parse_key(k)
+                if (
+                    t in allowed
+                    and (entry.eligible(e) or e == want)  # a forced engine is used even outside tolerance
+                    and (want is None or e == want)
+                    and (e == REFERENCE or t == cv_t)
+                    and spin_ok(e, t, sp)
+                ):
+                    options.append((entry.cost(k), e, t, sp))
             if not options:
                 continue
-            ms, engine, t = min(options)
-            picks[name] = Choice(engine, t, "forced" if want else "tuned", entry.ms)
-            total += ms
+            cost, engine, t, sp = min(options)
+            run_spin: Spin = sp if spin == "auto" or engine != REFERENCE or t == 1 else forced_spin(spin)
+            picks[name] = Choice(engine, t, "forced" if want else "tuned", entry.ms, run_spin, entry.ms_cold)
+            total += cost
         if total < best_total:
             best_total, best = total, picks
     return best
@@ -279,18 +363,22 @@ def plan(
     models_dir: Path,
     eval_dir: Path,
     cache_path: Path,
+    spin: SpinSetting = "auto",
+    pin: bool = True,
     progress: Progress = log.info,
 ) -> dict[str, Choice]:
-    """Engine and threads for each of ``names`` under ``models.engine`` (``setting``).
+    """Engine, threads and spinning for each of ``names`` under ``models.engine`` (``setting``)
+    and ``models.spin`` (``spin``).
 
     ``auto`` models take the cached measurements, measured first when missing or stale (first
     start); a forced engine takes the measured thread count when there is one. Without
     measurements (tuning impossible: no evaluation images) a model runs on onnxruntime, or its
-    forced engine, with ``default_threads(name)``.
+    forced engine, with ``default_threads(name)``, its workers sleeping unless ``spin`` says
+    otherwise.
     """
     names = list(dict.fromkeys(names))
     per = {n: setting if isinstance(setting, str) else setting.get(n, "auto") for n in names}
-    cache = TuneCache(cache_path)
+    cache = TuneCache(cache_path, pin)
     tunes = {n: t for n in names if (t := cache.get(n, manifest.get(n).sha256)) is not None}
     missing = [n for n in names if per[n] == "auto" and n not in tunes]
     if missing:
@@ -302,8 +390,11 @@ def plan(
         except (ModelError, OSError) as exc:
             log.warning("cannot tune the engines (%s): using onnxruntime for %s", exc, ", ".join(missing))
     forced = {n: e for n, e in per.items() if e != "auto"}
-    chosen = choose(tunes, threads, forced)
+    chosen = choose(tunes, threads, forced, spin)
     for n in names:
         if n not in chosen:
-            chosen[n] = Choice(forced.get(n, REFERENCE), default_threads(n), "forced" if n in forced else "default")
+            engine, count = forced.get(n, REFERENCE), default_threads(n)
+            how = "forced" if n in forced else "default"
+            sleeping = count == 1 or engine != REFERENCE
+            chosen[n] = Choice(engine, count, how, spin="never" if sleeping else forced_spin(spin))
     return chosen

@@ -14,6 +14,7 @@ A missing or corrupt file, or a model whose inputs and outputs differ from the m
 from __future__ import annotations
 
 import logging
+import os
 import queue
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -66,7 +67,15 @@ def check_contract(spec: ModelSpec, path: Path, inputs: Mapping[str, Shape], out
         raise ModelError(f"model file {path} does not match manifest entry {spec.name!r}: " + "; ".join(problems))
 
 
-def _ort_session(path: Path, threads: int, spin: Spin, optimise: bool = True) -> ort.InferenceSession:
+def worker_cpus(threads: int) -> list[int]:
+    """The CPUs (0-based) the ``threads - 1`` worker threads of a session are pinned to: the
+    second, third … CPU this process may run on (the calling thread, onnxruntime's first, is
+    not pinned). Empty with one thread or fewer CPUs than threads."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return allowed[1:threads] if 1 < threads <= len(allowed) else []
+
+
+def _ort_session(path: Path, threads: int, spin: Spin, optimise: bool = True, pin: bool = True) -> ort.InferenceSession:
     """A session on ``path``; ``optimise`` also applies :mod:`agent.vision.graph_rewrite` (same
     results, faster graph) and onnxruntime's own graph optimisations."""
     opts = ort.SessionOptions()
@@ -75,14 +84,18 @@ def _ort_session(path: Path, threads: int, spin: Spin, optimise: bool = True) ->
     opts.log_severity_level = 3
     if not optimise:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # infers the shapes
-    # ``never`` (the default): workers sleep whenever they have no work. ``run``: they spin while
-    # a run is active and stop the moment it returns: with frames back to back YuNet 640x480 on 2
-    # threads takes 3.3 ms against 4.4 ms, but after 33 ms of idle cores (a 30 fps camera) 10.3
-    # against 6.5 ms here. ``always`` (``models.spin``) spins on between runs too, which steals the
-    # cores from the next model, the frame decoder and MQTT (SFace on OpenCV right after: 14.0 ms
-    # against 9.7 ms).
+    # ``never``: workers sleep whenever they have no work. ``run``: they spin while a run is
+    # active and stop the moment it returns. ``always`` spins on between runs too, which steals
+    # the cores from the next model, the frame decoder and MQTT (SFace on OpenCV right after:
+    # 14.0 ms against 9.7 ms). Which of never / run is faster is measured per model (tune).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if spin == "never" else "1")
     opts.add_session_config_entry("session.force_spinning_stop", "0" if spin == "always" else "1")
+    # ``pin``: each worker on a CPU of its own. Unpinned, after the cores idled (a 30 fps camera
+    # leaves them idle half the time) the kernel wakes the worker on the calling thread's CPU and
+    # the two share it: YuNet 640x480, 2 threads, after 20 ms idle, 7.3 ms unpinned against 5.5 ms
+    # pinned (workers spinning while it runs: 10.7 against 4.1 ms; back to back all alike).
+    if pin and (cpus := worker_cpus(threads)):
+        opts.add_session_config_entry("session.intra_op_thread_affinities", ";".join(str(c + 1) for c in cpus))
     model: str | bytes = str(path)
     if optimise:
         model = graph_rewrite.for_onnxruntime(path) or model
@@ -96,6 +109,7 @@ class Model:
     """One model file on one engine. Subclasses set the attributes and implement :meth:`run`."""
 
     engine = ""
+    spin: Spin = "never"
     spec: ModelSpec
     path: Path
     threads: int
@@ -128,11 +142,14 @@ class OnnxModel(Model):
 
     engine = "onnxruntime"
 
-    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "never") -> None:
+    def __init__(
+        self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "never", pin: bool = True
+    ) -> None:
         self.spec = spec
         self.path = require(spec, models_dir)
         self.threads = max(1, threads)
-        self.session = _ort_session(self.path, self.threads, spin)
+        self.spin: Spin = spin if self.threads > 1 else "never"  # one thread: no worker to spin
+        self.session = _ort_session(self.path, self.threads, self.spin, pin=pin)
         self._describe(self.session)
 
     def run(self, feeds: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> list[np.ndarray]:
@@ -152,8 +169,10 @@ class CvDnnModel(Model):
 
     engine = "opencv"
 
-    def __init__(self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "never") -> None:
-        del spin  # onnxruntime's option; OpenCV's pool has no such switch
+    def __init__(
+        self, spec: ModelSpec, models_dir: Path, threads: int = 2, spin: Spin = "never", pin: bool = True
+    ) -> None:
+        del spin, pin  # onnxruntime's options; OpenCV's pool has no such switches
         self.spec = spec
         self.path = require(spec, models_dir)
         self.threads = max(1, threads)
@@ -191,11 +210,17 @@ _CLASSES: dict[str, type[OnnxModel] | type[CvDnnModel]] = {"onnxruntime": OnnxMo
 
 
 def load_model(
-    spec: ModelSpec, models_dir: Path, engine: str = "onnxruntime", threads: int = 2, spin: Spin = "never"
+    spec: ModelSpec,
+    models_dir: Path,
+    engine: str = "onnxruntime",
+    threads: int = 2,
+    spin: Spin = "never",
+    pin: bool = True,
 ) -> Model:
-    """``spec``'s file on ``engine`` (one of :data:`ENGINES`) with ``threads`` threads."""
+    """``spec``'s file on ``engine`` (one of :data:`ENGINES`) with ``threads`` threads
+    (onnxruntime: workers spinning per ``spin``, pinned to CPUs of their own with ``pin``)."""
     try:
         cls = _CLASSES[engine]
     except KeyError:
         raise ModelError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})") from None
-    return cls(spec, models_dir, threads, spin)
+    return cls(spec, models_dir, threads, spin, pin)

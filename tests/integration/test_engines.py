@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,4 +64,5 @@ def test_models_tune_measures_caches_and_shows(tmp_path: Path) -> None:
     assert not any(line.startswith("nanotrack_v2_backbone") for line in shown.stdout.splitlines())
     row = next(line for line in shown.stdout.splitlines() if line.startswith("nanotrack_v2_head"))
     assert "onnxruntime/" in row or "opencv/" in row
-    assert "track box IoU >= 0.95" in row and " ms" in row
+    assert "track box IoU >= 0.95" in row and "median ms a run, warm / cold" in shown.stdout
+    assert len(re.findall(r"\d+\.\d\d /\s*\d+\.\d\d", row)) == 5  # warm / cold of each candidate

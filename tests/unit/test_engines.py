@@ -76,6 +76,55 @@ def test_choose_takes_the_fastest_eligible_engine_and_threads() -> None:
     assert forced["c"].engine == "opencv"
 
 
+def test_choose_ranks_by_warm_plus_cold_and_follows_models_spin() -> None:
+    """A candidate fast back to back but slow after idle cores loses to one good in both; a
+    forced ``models.spin`` keeps to the candidates of its mode."""
+    warm = {"onnxruntime/1": 10.0, "onnxruntime/2": 6.0, "onnxruntime/2+spin": 4.0, "opencv/1": 20.0, "opencv/2": 20.0}
+    spiky = _tune("spiky", warm)
+    spiky.ms_cold = {**warm, "onnxruntime/2": 7.0, "onnxruntime/2+spin": 11.0}  # 4 + 11 > 6 + 7
+    steady = _tune("steady", warm)
+    steady.ms_cold = {**warm, "onnxruntime/2": 9.0, "onnxruntime/2+spin": 5.0}
+    got = choose({"spiky": spiky, "steady": steady}, (1, 2))
+    assert (got["spiky"].threads, got["spiky"].spin) == (2, "never")
+    assert (got["steady"].threads, got["steady"].spin) == (2, "run")
+    assert got["steady"].ms_cold == steady.ms_cold and got["steady"].as_dict()["spin"] == "run"
+    never = choose({"steady": steady}, (1, 2), spin="never")["steady"]
+    assert (never.threads, never.spin) == (2, "never")
+    always = choose({"steady": steady}, (1, 2), spin="always")["steady"]
+    assert (always.threads, always.spin) == (2, "always")  # ranked on never's figures, run as always
+    run = choose({"spiky": spiky}, (1, 2), spin="run")["spiky"]
+    assert (run.threads, run.spin) == (2, "run")
+    one = choose({"steady": steady}, (1,))["steady"]
+    assert (one.threads, one.spin) == (1, "never")  # one thread: no worker to spin
+
+
+def test_worker_threads_are_pinned_to_cpus_of_their_own(models_dir: Path, manifest: Manifest) -> None:
+    import os
+
+    from agent.vision.runtime import worker_cpus
+
+    allowed = sorted(os.sched_getaffinity(0))
+    assert worker_cpus(1) == [] and worker_cpus(len(allowed) + 1) == []
+    if len(allowed) >= 2:
+        assert worker_cpus(2) == [allowed[1]] and worker_cpus(len(allowed)) == allowed[1:]
+    m = OnnxModel(manifest.get("nanotrack_v2_head"), models_dir, 2, "run")
+    assert m.spin == "run" and m.threads == 2
+    assert OnnxModel(manifest.get("nanotrack_v2_head"), models_dir, 1, "run").spin == "never"
+
+
+def test_the_loader_runs_each_model_as_chosen(models_dir: Path, manifest: Manifest) -> None:
+    from agent.models.tune import Choice
+    from agent.pipelines.loader import ModelLoader
+
+    chosen = {"nanotrack_v2_head": Choice("onnxruntime", 2, "tuned", spin="run")}
+    loader = ModelLoader(manifest, models_dir, 2, "auto", choices=chosen)
+    head = loader.get("nanotrack_v2_head")
+    assert (head.engine, head.threads, head.spin) == ("onnxruntime", 2, "run")
+    assert loader.choice("nanotrack_v2_backbone").spin == "never"  # not measured: sleeping workers
+    assert ModelLoader(manifest, models_dir, 2, "always").choice("nanotrack_v2_backbone").spin == "always"
+    assert loader.report()["nanotrack_v2_head"]["spin"] == "run"
+
+
 def test_choose_gives_opencv_models_one_thread_count() -> None:
     """OpenCV's threads are process-wide: the count that makes the chosen total smallest."""
     tunes = {
@@ -101,6 +150,8 @@ def test_cache_is_keyed_by_machine_engines_and_model(tmp_path: Path) -> None:
         stale = TuneCache(path)
         assert stale.get("a", "s1") is None and stale.stale_reason == f"{part} changed"
         cache.save()
+    unpinned = TuneCache(path, pin=False)  # measured with pinned workers: not valid without
+    assert unpinned.get("a", "s1") is None and unpinned.stale_reason == "pin changed"
 
 
 class _Noisy(Model):
@@ -134,8 +185,18 @@ def test_tune_measures_every_engine_and_thread_count_and_caches(
     lines: list[str] = []
     got = tune(manifest, ["nanotrack_v2_head"], models_dir, eval_dir, cache, progress=lines.append)
     entry = got["nanotrack_v2_head"]
-    assert set(entry.ms) == {"onnxruntime/1", "onnxruntime/2", "opencv/1", "opencv/2"}
-    assert all(v > 0 for v in entry.ms.values()) and entry.rounds >= 5
+    assert (
+        set(entry.ms)
+        == set(entry.ms_cold)
+        == {
+            "onnxruntime/1",
+            "onnxruntime/2",
+            "onnxruntime/2+spin",
+            "opencv/1",
+            "opencv/2",
+        }
+    )
+    assert all(v > 0 for v in [*entry.ms.values(), *entry.ms_cold.values()]) and entry.rounds >= 5
     assert entry.checks["opencv"]["ok"] and entry.checks["opencv"]["figure"] >= 0.95
     assert any("tuning nanotrack_v2_head" in line for line in lines)  # progress shown
     assert cv2.getNumThreads() >= 1

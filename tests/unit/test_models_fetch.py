@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,7 +97,7 @@ def _ort(model: object) -> Any:
 @pytest.mark.parametrize(
     ("spin", "want", "allow", "stop"),
     [
-        (None, "never", "0", "1"),  # the default: workers sleep whenever they have no work
+        (None, "auto", "0", "1"),  # the default: per model as tuned; a model not measured sleeps
         (False, "never", "0", "1"),
         ("run", "run", "1", "1"),  # spin while a model runs, stop when it returns
         ("always", "always", "1", "0"),
@@ -117,6 +118,15 @@ def test_session_threads_and_spinning_follow_the_settings(
     assert opts.intra_op_num_threads == 2
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == allow
     assert opts.get_session_config_entry("session.force_spinning_stop") == stop
+    # the worker (threads - 1 of them) pinned to the second CPU this process may use (1-based)
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        assert opts.get_session_config_entry("session.intra_op_thread_affinities") == str(cpus[1] + 1)
+    unpinned = ModelLoader(manifest, models_dir, threads=2, spin=s.models.spin, pin=False)
+    with pytest.raises(Exception, match="intra_op_thread_affinities"):
+        _ort(unpinned.get("nanotrack_v2_head")).get_session_options().get_session_config_entry(
+            "session.intra_op_thread_affinities"
+        )
 
 
 def test_tracker_networks_get_one_thread(models_dir: Path, manifest: Manifest) -> None:
