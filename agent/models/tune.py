@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 REFERENCE = "onnxruntime"
 THREADS = (1, 2)
 IDLE_S = 0.020  # idle cores before a cold run
-BUDGET_S = 3.0  # timing budget per model: rounds = budget / the cost of one round, 5..20
-MAX_ROUNDS = 20
+BUDGET_S = 2.0  # timing budget per model: rounds = budget / the cost of one round, 5..15
+MAX_ROUNDS = 15
 CACHE_VERSION = 2  # 2: cold and warm medians, "+spin" candidates
 SpinSetting = Literal["auto", "never", "run", "always"]
 Progress = Callable[[str], None]

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from agent.mqtt.embedded import EmbeddedBroker
+from tests.conftest import engine_env
 from tests.support.mqtt import TestClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +95,9 @@ def workdir(tmp_path: Path, eval_dir: Path, models_dir: Path) -> Iterator[tuple[
                 "MAIX_AGENT_MQTT__PORT": str(broker.port),
                 "MAIX_AGENT_MODELS__DIR": str(models_dir),
                 "MAIX_AGENT_STORAGE__DIR": str(tmp_path / "state-cli"),
-                "MAIX_AGENT_MODELS__TUNE_CACHE": str(tmp_path / "engines.json"),  # not the user's cache
+                # the test session's measurements, not the user's cache (an agent start tunes only
+                # when the session has not measured its models yet)
+                "MAIX_AGENT_MODELS__TUNE_CACHE": engine_env()["MAIX_AGENT_MODELS__TUNE_CACHE"],
                 "MAIX_AGENT_CONSOLE__PORT": "0",  # any free port
             }
         )
