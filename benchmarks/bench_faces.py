@@ -67,6 +67,13 @@ def loaded(spec: Any, c: Choice) -> Any:
     return load_model(spec, MODELS, c.engine, c.threads, c.spin)
 
 
+def _same(a: dict[str, Choice], b: dict[str, Choice]) -> bool:
+    """The same engine, threads and spinning for every model (however each was chosen)."""
+    return {n: (c.engine, c.threads, c.spin) for n, c in a.items()} == {
+        n: (c.engine, c.threads, c.spin) for n, c in b.items()
+    }
+
+
 def describe(choice: dict[str, Choice]) -> str:
     return ", ".join(f"{n} {key(c.engine, c.threads, c.spin)}" for n, c in choice.items())
 
@@ -84,7 +91,7 @@ def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:
 
     pipe = pipeline(choice)
     # an engine whose best configuration is the agent's choice is the agent's pipeline itself
-    singles = {e: pipe if single[e] == choice else pipeline(single[e]) for e in ENGINES}
+    singles = {e: pipe if _same(single[e], choice) else pipeline(single[e]) for e in ENGINES}
     handover = Handover(one_face_frame())
     frame = handover.frame  # for the setup; the cases read handover.frame
     faces = pipe.detect(frame)

@@ -119,12 +119,21 @@ def decode_yunet(
     all_points: list[np.ndarray] = []
     for s in _YUNET_STRIDES:
         cols, rows = width // s, height // s
-        cls = np.clip(outputs[f"cls_{s}"].reshape(-1), 0.0, 1.0)
-        obj = np.clip(outputs[f"obj_{s}"].reshape(-1), 0.0, 1.0)
+        cls = outputs[f"cls_{s}"].reshape(-1)
+        obj = outputs[f"obj_{s}"].reshape(-1)
         if cls.size != rows * cols:
             raise ModelError(f"YuNet stride {s}: {cls.size} cells, expected {rows}x{cols}")
-        score = np.sqrt(cls * obj)
-        idx = np.flatnonzero(score > score_th)
+        if score_th > 0:
+            # the cells that can pass, in one product: sqrt(clip(c) * clip(o)) > th needs
+            # c * o > th^2 (clipping to 0..1 only lowers a positive product); exact test below
+            idx = np.flatnonzero(cls * obj > score_th * score_th * (1 - 1e-6))
+            if idx.size == 0:
+                continue
+        else:
+            idx = np.arange(cls.size)
+        score = np.sqrt(np.clip(cls[idx], 0.0, 1.0) * np.clip(obj[idx], 0.0, 1.0))
+        passed = score > score_th
+        idx, score = idx[passed], score[passed]
         if idx.size == 0:
             continue
         bbox = outputs[f"bbox_{s}"].reshape(-1, 4)[idx]
@@ -133,7 +142,7 @@ def decode_yunet(
         centre = (grid + bbox[:, :2]) * s
         wh = np.exp(bbox[:, 2:]) * s
         all_boxes.append(np.concatenate([centre - wh / 2, centre + wh / 2], axis=1))
-        all_scores.append(score[idx])
+        all_scores.append(score)
         all_points.append((grid[:, None, :] + kps) * s)
     if not all_scores:
         return (

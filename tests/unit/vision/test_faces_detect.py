@@ -7,12 +7,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import ConfigError
 from agent.models import Manifest
 from agent.vision.face_detect import (
     Face,
     FaceDetector,
+    decode_yunet,
     detector_kind,
     retinaface_priors,
 )
@@ -131,3 +134,37 @@ def test_detector_kind_by_name() -> None:
 def test_rejects_non_bgr_frame(detectors: dict[str, FaceDetector]) -> None:
     with pytest.raises(ValueError):
         detectors["yunet"].detect(np.zeros((48, 64), np.uint8))
+
+
+def _decode_yunet_by_definition(outputs: dict[str, np.ndarray], size: tuple[int, int], th: float) -> np.ndarray:
+    """Scores of the cells YuNet's rule passes, in cell order: sqrt(clip(cls) * clip(obj)) > th."""
+    out = []
+    for s in (8, 16, 32):
+        cls = np.clip(outputs[f"cls_{s}"].reshape(-1), 0.0, 1.0)
+        obj = np.clip(outputs[f"obj_{s}"].reshape(-1), 0.0, 1.0)
+        score = np.sqrt(cls * obj)
+        out.append(score[score > th])
+    return np.concatenate(out).astype(np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), th=st.sampled_from([0.0, 0.3, 0.6, 0.9, 0.999]))
+def test_decode_yunet_keeps_exactly_the_cells_of_its_rule(seed: int, th: float) -> None:
+    """The candidate pre-filter (cls * obj > th^2) changes nothing: scores outside 0..1 (clipped),
+    a threshold of 0 and values right at the threshold included."""
+    rng = np.random.default_rng(seed)
+    h, w = 64, 96
+    outputs: dict[str, np.ndarray] = {}
+    for s in (8, 16, 32):
+        n = (h // s) * (w // s)
+        cls = rng.uniform(-0.2, 1.2, n).astype(np.float32)
+        obj = rng.uniform(-0.2, 1.2, n).astype(np.float32)
+        k = n // 4  # cells right around the threshold: cls * obj = th^2 (1 +- 1e-4)
+        cls[:k] = (th * (1 + np.linspace(-1e-4, 1e-4, k))).astype(np.float32)
+        obj[:k] = np.float32(th)
+        outputs |= {f"cls_{s}": cls[None, :, None], f"obj_{s}": obj[None, :, None]}
+        outputs |= {f"bbox_{s}": rng.normal(size=(1, n, 4)).astype(np.float32)}
+        outputs |= {f"kps_{s}": rng.normal(size=(1, n, 10)).astype(np.float32)}
+    boxes, scores, points = decode_yunet(outputs, (h, w), th)
+    np.testing.assert_array_equal(scores, _decode_yunet_by_definition(outputs, (h, w), th))
+    assert boxes.shape == (len(scores), 4) and points.shape == (len(scores), 5, 2)
