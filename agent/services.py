@@ -39,7 +39,7 @@ def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
         manifest,
         s.models.dir,
         s.model_threads(),
-        s.models.spin,
+        s.model_spin(),
         one_thread=s.one_thread_roles(),
         engine=engine if isinstance(engine, str) and engine != "auto" else "onnxruntime",
         pin=s.models.pin,
@@ -56,7 +56,7 @@ def build_loader(s: Settings, manifest: Manifest) -> ModelLoader:
         models_dir=s.models.dir,
         eval_dir=s.tune_images(),
         cache_path=s.models.tune_cache or default_cache(),
-        spin=s.models.spin,
+        spin=s.model_spin(),
         pin=s.models.pin,
     )
     return loader

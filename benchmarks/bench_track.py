@@ -57,7 +57,8 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     pairs = {v: sessions(v, threads) for v in ("v2", "v3")}
     names = tuple(f"nanotrack_{v}_{part}" for v in ("v2", "v3") for part in ("backbone", "head"))
     tunes = tune(manifest, names, MODELS, EVAL, TuneCache(default_cache()), progress=lambda line: print("  " + line))
-    choice = choose(tunes, Settings.model_validate({}).engine_threads())
+    defaults = Settings.model_validate({})  # the agent as configured by default (faces + track)
+    choice = choose(tunes, defaults.engine_threads(), spin=defaults.model_spin())
 
     def chosen(version: str) -> tuple[Model, Model]:
         models = []

@@ -113,7 +113,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Manifest) -
     forced = {n: setting for n in tunes} if isinstance(setting, str) and setting != "auto" else {}
     if isinstance(setting, dict):
         forced = {n: e for n, e in setting.items() if e != "auto"}
-    chosen = choose(tunes, settings.engine_threads(), forced, settings.models.spin)
+    chosen = choose(tunes, settings.engine_threads(), forced, settings.model_spin())
     cols = [key(e, t, sp) for e, t, sp in candidates()]
     print(f"median ms a run, warm / cold (after {IDLE_S * 1e3:.0f} ms of idle cores); chosen: least warm + cold")
     print(f"{'model':24} {'chosen':19} " + " ".join(f"{c:>18}" for c in cols) + "  check against onnxruntime")

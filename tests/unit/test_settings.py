@@ -60,6 +60,7 @@ def test_defaults_and_contract_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         ("latency", 1, "run", None, 2),
         ("throughput", 2, False, None, 1),  # one lane a pipeline
         ("throughput", 2, False, 3, 3),  # models.threads wins
+        ("latency", 2, "auto", None, 2),  # auto (the default) spins only where nothing runs beside it
     ],
 )
 def test_model_threads(mode: str, workers: int, spin: bool | str, threads: int | None, want: int) -> None:
@@ -69,7 +70,25 @@ def test_model_threads(mode: str, workers: int, spin: bool | str, threads: int |
     assert s.model_threads() == want
 
 
+@pytest.mark.parametrize(
+    ("mode", "workers", "pipelines", "spin", "want"),
+    [
+        ("latency", 2, {}, "auto", "never"),  # the default: faces + track side by side
+        ("latency", 2, {"track": False}, "auto", "auto"),  # faces alone: as tuned per model
+        ("latency", 1, {}, "auto", "auto"),  # one pipeline after the other
+        ("throughput", 2, {}, "auto", "auto"),  # lanes: one thread a model, nothing to spin
+        ("latency", 2, {}, "run", "run"),  # a forced mode is kept
+    ],
+)
+def test_model_spin(mode: str, workers: int, pipelines: dict[str, bool], spin: str, want: str) -> None:
+    s = Settings.model_validate(
+        {"performance": {"mode": mode, "workers": workers}, "pipelines": pipelines, "models": {"spin": spin}}
+    )
+    assert s.models.spin == spin and s.model_spin() == want
+
+
 def test_spin_takes_its_three_words_or_a_boolean() -> None:
+    assert Settings.model_validate({}).models.spin == "auto"
     assert Settings.model_validate({"models": {"spin": "run"}}).models.spin == "run"
     assert Settings.model_validate({"models": {"spin": True}}).models.spin == "always"
     with pytest.raises(ValidationError, match="spin"):
