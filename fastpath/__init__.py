@@ -36,6 +36,7 @@ __all__ = [
     "Transform",
     "bank_search",
     "crop_resize",
+    "grid_decode",
     "implementation",
     "letterbox_chw",
     "make_bank",
@@ -523,6 +524,39 @@ def bank_search(
 # ----------------------------------------------------------------------------------------------
 # Decoding
 # ----------------------------------------------------------------------------------------------
+def grid_decode(
+    cls: npt.ArrayLike,
+    obj: npt.ArrayLike,
+    bbox: npt.ArrayLike,
+    kps: npt.ArrayLike,
+    cols: int,
+    stride: float,
+    score_th: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """One stride of an anchor-free face detector's grid (YuNet) → (boxes (M, 4) x1, y1, x2, y2,
+    scores (M,), points (M, 5, 2)) in input pixels, float32, cell order (spec:
+    :func:`fastpath._reference.grid_decode`): ``cls``, ``obj`` (N,), ``bbox`` (N, 4), ``kps``
+    (N, 10) per cell (any leading batch dims of 1 are flattened), cells row-major ``cols`` wide."""
+    c = np.ascontiguousarray(cls, dtype=np.float32).reshape(-1)
+    o = np.ascontiguousarray(obj, dtype=np.float32).reshape(-1)
+    n = c.shape[0]
+    b = np.ascontiguousarray(bbox, dtype=np.float32).reshape(-1, 4)
+    k = np.ascontiguousarray(kps, dtype=np.float32).reshape(-1, 10)
+    if o.shape[0] != n or b.shape[0] != n or k.shape[0] != n:
+        cells = f"{n}, {o.shape[0]}, {b.shape[0]}, {k.shape[0]}"
+        raise ValueError(f"cls, obj, bbox and kps must describe the same cells: {cells}")
+    if type(cols) is not int or cols < 1 or n % cols:
+        raise ValueError(f"cols must be an int >= 1 dividing the {n} cells, got {cols!r}")
+    if not (math.isfinite(float(stride)) and stride > 0 and math.isfinite(float(score_th))):
+        raise ValueError(f"stride must be finite and > 0 and score_th finite, got {stride!r}, {score_th!r}")
+    if _kernels is None:
+        return ref.grid_decode(c, o, b, k, cols, float(stride), float(score_th))
+    out: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]] = _kernels[2].grid_decode(
+        c, o, b, k, cols, float(stride), float(score_th)
+    )
+    return out
+
+
 def siamese_decode(
     cls: npt.NDArray[np.float32],
     loc: npt.NDArray[np.float32],

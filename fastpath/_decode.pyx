@@ -1,13 +1,14 @@
 # cython: language_level=3
 """Decoding kernels: the Siamese tracker's score map → best point and box, its template check,
-and greedy non-maximum suppression for the detectors.
+an anchor-free face detector's grid (YuNet) → faces, and greedy non-maximum suppression for the
+detectors.
 
 See fastpath/_reference.py (siamese_decode) for the spec; inputs are validated by
 fastpath/__init__.py. One pass over the grid in double precision; ties keep the lower index
 (like ``np.argmax``, where the first NaN wins).
 """
 
-from libc.math cimport exp, sqrt
+from libc.math cimport exp, expf, sqrt, sqrtf
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free
 
@@ -73,6 +74,69 @@ def siamese_decode(
         ph if not ph < 1e-6 else 1e-6,
     )
 
+
+
+cdef inline float _unit(float v) noexcept nogil:
+    """np.clip(v, 0, 1) for a number (the caller skips NaN)."""
+    if v < 0.0:
+        return 0.0
+    if v > 1.0:
+        return 1.0
+    return v
+
+
+cdef inline bint _passes(float c, float o, float th) noexcept nogil:
+    """sqrt(clip(c) * clip(o)) > th; a NaN never passes (as NumPy's comparison), tested apart
+    since -ffast-math may fold the comparison of a square root."""
+    if c != c or o != o:
+        return False
+    return sqrtf(_unit(c) * _unit(o)) > th
+
+
+def grid_decode(
+    const float[::1] cls,
+    const float[::1] obj,
+    const float[:, ::1] bbox,
+    const float[:, ::1] kps,
+    Py_ssize_t cols,
+    float stride,
+    float score_th,
+):
+    """(boxes, scores, points): see _reference.grid_decode. Two passes: count, then fill."""
+    cdef Py_ssize_t n = cls.shape[0], i, k, m = 0
+    cdef float s, gx, gy, cx, cy, hw, hh
+    with nogil:
+        for i in range(n):
+            if _passes(cls[i], obj[i], score_th):
+                m += 1
+    boxes = np.empty((m, 4), np.float32)
+    scores = np.empty(m, np.float32)
+    points = np.empty((m, 5, 2), np.float32)
+    cdef float[:, ::1] bo = boxes
+    cdef float[::1] so = scores
+    cdef float[:, :, ::1] po = points
+    m = 0
+    with nogil:
+        for i in range(n):
+            if not _passes(cls[i], obj[i], score_th):
+                continue
+            s = sqrtf(_unit(cls[i]) * _unit(obj[i]))
+            gx = <float> (i % cols)
+            gy = <float> (i // cols)
+            cx = (gx + bbox[i, 0]) * stride
+            cy = (gy + bbox[i, 1]) * stride
+            hw = expf(bbox[i, 2]) * stride / 2.0
+            hh = expf(bbox[i, 3]) * stride / 2.0
+            bo[m, 0] = cx - hw
+            bo[m, 1] = cy - hh
+            bo[m, 2] = cx + hw
+            bo[m, 3] = cy + hh
+            so[m] = s
+            for k in range(5):
+                po[m, k, 0] = (gx + kps[i, 2 * k]) * stride
+                po[m, k, 1] = (gy + kps[i, 2 * k + 1]) * stride
+            m += 1
+    return boxes, scores, points
 
 def window_cosine(
     const float[:, :, ::1] feat,

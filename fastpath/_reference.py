@@ -402,6 +402,36 @@ def top_k(scores: FloatArray, k: int, metric: Metric) -> tuple[IntArray, FloatAr
 # ----------------------------------------------------------------------------------------------
 # Decoding (reference)
 # ----------------------------------------------------------------------------------------------
+def grid_decode(
+    cls: npt.NDArray[np.float32],
+    obj: npt.NDArray[np.float32],
+    bbox: npt.NDArray[np.float32],
+    kps: npt.NDArray[np.float32],
+    cols: int,
+    stride: float,
+    score_th: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """One stride of an anchor-free face detector's grid (YuNet) → its faces, in float32.
+
+    ``cls``, ``obj`` (N,) the cell scores, ``bbox`` (N, 4) (dx, dy, log w, log h) and ``kps``
+    (N, 10) five (dx, dy) landmark offsets per cell, cells row-major on a grid ``cols`` wide.
+    A cell passes when ``sqrt(clip(cls, 0, 1) * clip(obj, 0, 1)) > score_th``; its centre is
+    ``(col + dx, row + dy) * stride``, its size ``exp(log w, log h) * stride``, its landmarks
+    ``(col + dx_k, row + dy_k) * stride``. Returns (boxes (M, 4) x1, y1, x2, y2, scores (M,),
+    points (M, 5, 2)) of the passing cells in cell order.
+    """
+    score = np.sqrt(np.clip(cls, 0.0, 1.0) * np.clip(obj, 0.0, 1.0))
+    idx = np.flatnonzero(score > np.float32(score_th))
+    b = bbox[idx]
+    grid = np.stack([idx % cols, idx // cols], axis=1).astype(np.float32)
+    step = np.float32(stride)
+    centre = (grid + b[:, :2]) * step
+    half = np.exp(b[:, 2:]) * step / np.float32(2)
+    boxes = np.concatenate([centre - half, centre + half], axis=1)
+    points = (grid[:, None, :] + kps[idx].reshape(-1, 5, 2)) * step
+    return boxes.astype(np.float32), score[idx].astype(np.float32), points.astype(np.float32)
+
+
 def siamese_decode(
     cls: npt.NDArray[np.float32],
     loc: npt.NDArray[np.float32],

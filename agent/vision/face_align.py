@@ -9,6 +9,9 @@ embedder's input: the crop converted (swap/scale/CHW) by one fastpath pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -28,37 +31,45 @@ ARCFACE_TEMPLATE = np.array(
 )
 
 
+@lru_cache(maxsize=8)
+def _template_points(size: int) -> tuple[tuple[float, float], ...]:
+    return tuple((float(x), float(y)) for x, y in ARCFACE_TEMPLATE.astype(np.float64) * (size / ALIGN_SIZE))
+
+
 def template(size: int = ALIGN_SIZE) -> np.ndarray:
     """The ArcFace template scaled to a ``size`` x ``size`` crop."""
     return ARCFACE_TEMPLATE * (size / ALIGN_SIZE)
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def similarity_transform(
+    src: np.ndarray | Sequence[Sequence[float]], dst: np.ndarray | Sequence[Sequence[float]]
+) -> np.ndarray:
     """2x3 matrix of the similarity transform that maps ``src`` (N,2) onto ``dst`` (N,2) best.
 
     Umeyama's least-squares similarity without reflection, in its 2-D closed form: with centred
     points, ``a = Σ(s·d) / Σ|s|²`` and ``b = Σ(s × d) / Σ|s|²`` give ``[[a, -b], [b, a]]`` (scale ·
-    rotation), the same matrix the SVD form gives, an order of magnitude faster.
+    rotation), the same matrix the SVD form gives, an order of magnitude faster. Five points are
+    summed in plain float64 arithmetic: NumPy's per-call cost on arrays this small was most of
+    the alignment's time once a model run had emptied the caches.
     """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    sx, sy = (src - src_mean).T
-    dx, dy = (dst - dst_mean).T
-    var = float((sx * sx + sy * sy).sum())
-    if var > 0:
-        a = float((sx * dx + sy * dy).sum()) / var
-        b = float((sx * dy - sy * dx).sum()) / var
-    else:  # all source points coincide: identity rotation and scale, translation only
-        a, b = 1.0, 0.0
-    matrix = np.array([[a, -b, 0.0], [b, a, 0.0]], dtype=np.float64)
-    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
-    return matrix
+    s = np.asarray(src, dtype=np.float64).reshape(-1, 2).tolist()
+    d = np.asarray(dst, dtype=np.float64).reshape(-1, 2).tolist() if isinstance(dst, np.ndarray) else list(dst)
+    n = len(s)
+    smx, smy = sum(p[0] for p in s) / n, sum(p[1] for p in s) / n
+    dmx, dmy = sum(p[0] for p in d) / n, sum(p[1] for p in d) / n
+    var = dot = cross = 0.0
+    for (px, py), (qx, qy) in zip(s, d, strict=True):
+        sx, sy, dx, dy = px - smx, py - smy, qx - dmx, qy - dmy
+        var += sx * sx + sy * sy
+        dot += sx * dx + sy * dy
+        cross += sx * dy - sy * dx
+    a, b = (dot / var, cross / var) if var > 0 else (1.0, 0.0)  # coinciding points: translation only
+    return np.array([[a, -b, dmx - (a * smx - b * smy)], [b, a, dmy - (b * smx + a * smy)]], dtype=np.float64)
 
 
 def align_face(frame: np.ndarray, points: np.ndarray, size: int = ALIGN_SIZE) -> np.ndarray:
     """Warp the face whose 5 landmarks are ``points`` (frame pixels) to a size x size BGR crop."""
-    matrix = similarity_transform(points, template(size))
+    matrix = similarity_transform(points, _template_points(size))
     return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 

@@ -93,7 +93,8 @@ def decide(scores: np.ndarray, rule: DecisionRule, quality: str | None = None, g
         return Decision(-1, -1, 0.0, 0.0, quality)
     best = int(np.argmax(scores))
     similarity = float(scores[best])
-    lead = lead_of(scores, best)
+    # lead_of(scores, best) in one pass: the best minus the second best (float32, as lead_of)
+    lead = None if scores.size < 2 else float(scores[best] - np.partition(scores, scores.size - 2)[-2])
     confidence = 0.0 if quality is not None else confidence_of(similarity, lead)
     margin = max(rule.margin, rule.margin_grey) if grey else rule.margin
     named = quality is None and similarity > rule.match and (lead is None or lead >= margin)

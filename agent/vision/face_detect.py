@@ -112,49 +112,33 @@ def decode_retinaface(
 def decode_yunet(
     outputs: dict[str, np.ndarray], size: tuple[int, int], score_th: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YuNet outputs of one image → (boxes x1y1x2y2, scores, points (N,5,2)) in input pixels."""
+    """YuNet outputs of one image → (boxes x1y1x2y2, scores, points (N,5,2)) in input pixels:
+    each stride's grid decoded by :func:`fastpath.grid_decode` (one pass in C; the NumPy spec
+    took ~40 array operations a frame, 0.3 ms after a model run had emptied the caches)."""
     height, width = size
-    all_boxes: list[np.ndarray] = []
-    all_scores: list[np.ndarray] = []
-    all_points: list[np.ndarray] = []
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for s in _YUNET_STRIDES:
         cols, rows = width // s, height // s
-        cls = outputs[f"cls_{s}"].reshape(-1)
-        obj = outputs[f"obj_{s}"].reshape(-1)
+        cls = outputs[f"cls_{s}"]
         if cls.size != rows * cols:
             raise ModelError(f"YuNet stride {s}: {cls.size} cells, expected {rows}x{cols}")
-        if score_th > 0:
-            # the cells that can pass, in one product: sqrt(clip(c) * clip(o)) > th needs
-            # c * o > th^2 (clipping to 0..1 only lowers a positive product); exact test below
-            idx = np.flatnonzero(cls * obj > score_th * score_th * (1 - 1e-6))
-            if idx.size == 0:
-                continue
-        else:
-            idx = np.arange(cls.size)
-        score = np.sqrt(np.clip(cls[idx], 0.0, 1.0) * np.clip(obj[idx], 0.0, 1.0))
-        passed = score > score_th
-        idx, score = idx[passed], score[passed]
-        if idx.size == 0:
-            continue
-        bbox = outputs[f"bbox_{s}"].reshape(-1, 4)[idx]
-        kps = outputs[f"kps_{s}"].reshape(-1, 5, 2)[idx]
-        grid = np.stack([idx % cols, idx // cols], axis=1).astype(np.float32)
-        centre = (grid + bbox[:, :2]) * s
-        wh = np.exp(bbox[:, 2:]) * s
-        all_boxes.append(np.concatenate([centre - wh / 2, centre + wh / 2], axis=1))
-        all_scores.append(score)
-        all_points.append((grid[:, None, :] + kps) * s)
-    if not all_scores:
+        try:
+            obj, bbox, kps = outputs[f"obj_{s}"], outputs[f"bbox_{s}"], outputs[f"kps_{s}"]
+            part = fastpath.grid_decode(cls, obj, bbox, kps, cols, s, score_th)
+        except ValueError as exc:
+            raise ModelError(f"YuNet stride {s}: {exc}") from exc
+        if part[1].size:
+            parts.append(part)
+    if not parts:
         return (
             np.zeros((0, 4), np.float32),
             np.zeros(0, np.float32),
             np.zeros((0, 5, 2), np.float32),
         )
-    return (
-        np.concatenate(all_boxes).astype(np.float32),
-        np.concatenate(all_scores).astype(np.float32),
-        np.concatenate(all_points).astype(np.float32),
-    )
+    if len(parts) == 1:
+        return parts[0]
+    boxes, scores, points = zip(*parts, strict=True)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
 
 
 class FaceDetector:
@@ -208,19 +192,13 @@ class FaceDetector:
             boxes, scores, points = decode_yunet(raw, self.size, score_th)
         # greedy NMS that stops at max_faces: a near-zero threshold cannot make it walk thousands of boxes
         keep = fastpath.nms(boxes, scores, self.default_nms if nms_th is None else nms_th, max_keep=max_faces)
-        fh, fw = frame.shape[:2]
+        fh, fw = float(frame.shape[0]), float(frame.shape[1])
+        kept_points = (points[keep] / scale).astype(np.float32)  # one array operation for all faces
         faces: list[Face] = []
-        for i in keep:
-            x1, y1, x2, y2 = (boxes[i] / scale).tolist()
-            x1, y1 = max(0.0, x1), max(0.0, y1)
-            x2, y2 = min(float(fw), x2), min(float(fh), y2)
+        for j, (box, score) in enumerate(zip((boxes[keep] / scale).tolist(), scores[keep].tolist(), strict=True)):
+            x1, y1 = max(0.0, box[0]), max(0.0, box[1])
+            x2, y2 = min(fw, box[2]), min(fh, box[3])
             if x2 <= x1 or y2 <= y1:
                 continue
-            faces.append(
-                Face(
-                    box=(x1, y1, x2 - x1, y2 - y1),
-                    score=float(scores[i]),
-                    points=(points[i] / scale).astype(np.float32),
-                )
-            )
+            faces.append(Face(box=(x1, y1, x2 - x1, y2 - y1), score=score, points=kept_points[j]))
         return faces

@@ -24,6 +24,7 @@ in motion.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -77,8 +78,8 @@ def chroma(crop: np.ndarray) -> float:
 def measure(points: np.ndarray, detect_score: float, crop: np.ndarray) -> Quality:
     """The quality measures of one face: its 5 landmarks (frame pixels), detector score and
     aligned crop."""
-    pts = np.asarray(points, np.float32).reshape(-1, 2)
-    eyes = float(np.linalg.norm(pts[0] - pts[1]))
+    (lx, ly), (rx, ry) = np.asarray(points, np.float32).reshape(-1, 2)[:2].tolist()
+    eyes = math.hypot(lx - rx, ly - ry)
     grey = chroma(crop) < GREY_CHROMA
     return Quality(eyes=eyes, sharpness=sharpness(crop), detect=float(detect_score), grey=grey)
 

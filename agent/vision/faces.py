@@ -108,6 +108,7 @@ class BankIndex:
         self.n = 0 if bank_vectors is None else len(bank_labels)
         self.unit: np.ndarray | None = None
         self.fast: fastpath.Bank | None = None
+        self.in_order = True  # samples already grouped by label (set below)
         if bank_vectors is None or self.n == 0:
             return
         if len(bank_vectors) != len(bank_labels):
@@ -122,6 +123,7 @@ class BankIndex:
         self.order = np.argsort(self.label_of, kind="stable")
         # start of each label's run in `order` (every label has at least one sample)
         self.starts = np.searchsorted(self.label_of[self.order], np.arange(len(self.labels)))
+        self.in_order = bool((self.order == np.arange(self.n)).all())
         if self.n >= self.LARGE:
             self.fast = fastpath.make_bank(self.unit, "int8")
 
@@ -131,8 +133,10 @@ class BankIndex:
             return np.zeros(0, np.float32)
         emb = np.asarray(embedding, np.float32).reshape(-1)
         if self.fast is None:
-            sample = 0.5 + 0.5 * (self.unit @ emb)
-            return np.maximum.reduceat(sample[self.order], self.starts).astype(np.float32)
+            cos = self.unit @ emb
+            # the best cosine of each label, then the score (0.5 + 0.5 * cos is increasing: the same max)
+            best = np.maximum.reduceat(cos if self.in_order else cos[self.order], self.starts)
+            return (0.5 + 0.5 * best).astype(np.float32, copy=False)
         idx, _ = fastpath.bank_search(emb, self.fast, k=self.TOP_K)
         cand = idx[0]
         exact = (0.5 + 0.5 * (self.unit[cand] @ emb)).astype(np.float32)
@@ -468,7 +472,7 @@ def face_entry(
     return {
         "box": [round(x), round(y), round(w), round(h)],
         "score": round(face.score, 4),
-        "points": [[round(float(px), 1), round(float(py), 1)] for px, py in face.points],
+        "points": [[round(px, 1), round(py, 1)] for px, py in face.points.tolist()],
         "label": label,
         "class_id": class_id,
         "similarity": round(similarity, 4),

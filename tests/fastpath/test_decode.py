@@ -199,3 +199,69 @@ def test_nms_meaning() -> None:
 def test_nms_validation(args: tuple[object, ...], kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         fastpath.nms(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def _grid_outputs(
+    rng: np.random.Generator, n: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    cls = rng.uniform(-0.3, 1.3, n).astype(np.float32)  # outside 0..1 too: clipped
+    obj = rng.uniform(-0.3, 1.3, n).astype(np.float32)
+    cls[rng.random(n) < 0.05] = np.nan  # a NaN score never passes
+    bbox = rng.normal(0.0, 1.0, (n, 4)).astype(np.float32)
+    kps = rng.normal(0.0, 2.0, (n, 10)).astype(np.float32)
+    return cls, obj, bbox, kps
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 40),
+    stride=st.sampled_from([8.0, 16.0, 32.0, 3.5]),
+    score_th=st.sampled_from([-1.0, 0.0, 0.3, 0.6, 0.99, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_grid_decode_parity_random(rows: int, cols: int, stride: float, score_th: float, seed: int) -> None:
+    cls, obj, bbox, kps = _grid_outputs(np.random.default_rng(seed), rows * cols)
+    cy_, py_ = both(fastpath.grid_decode, cls, obj, bbox, kps, cols, stride, score_th)
+    for got, want in zip(cy_, py_, strict=True):
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(cy_[1], py_[1])  # the same cells, the same scores
+    # boxes: expf against NumPy's exp, a unit in the last place at most
+    np.testing.assert_allclose(cy_[0], py_[0], rtol=2e-6, atol=1e-5 * stride)
+    np.testing.assert_array_equal(cy_[2], py_[2])
+
+
+def test_grid_decode_meaning() -> None:
+    """A 2x3 grid, stride 10: only cell (row 1, col 2) passes; its box and landmarks in pixels."""
+    n = 6
+    cls = np.full(n, 0.5, np.float32)
+    obj = np.full(n, 0.1, np.float32)
+    obj[5] = 0.98  # sqrt(0.5 * 0.98) = 0.7
+    bbox = np.zeros((n, 4), np.float32)
+    bbox[5] = [0.5, 0.25, np.log(4.0), np.log(2.0)]
+    kps = np.zeros((n, 10), np.float32)
+    kps[5] = np.arange(10) / 10
+    for impl in ("cython", "python"):
+        with using(impl):
+            boxes, scores, points = fastpath.grid_decode(cls, obj, bbox, kps, 3, 10.0, 0.6)
+            assert scores.tolist() == pytest.approx([0.7])
+            # centre ((2 + 0.5) * 10, (1 + 0.25) * 10) = (25, 12.5), size (40, 20)
+            np.testing.assert_allclose(boxes, [[5.0, 2.5, 45.0, 22.5]], rtol=1e-6)
+            np.testing.assert_allclose(points[0, 0], [20.0, 11.0], rtol=1e-6)  # (2 + 0.0, 1 + 0.1) * 10
+            np.testing.assert_allclose(points[0, 4], [28.0, 19.0], rtol=1e-6)  # (2 + 0.8, 1 + 0.9) * 10
+            none = fastpath.grid_decode(cls, obj, bbox, kps, 3, 10.0, 0.9)
+            assert [a.shape for a in none] == [(0, 4), (0,), (0, 5, 2)]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((np.zeros(6), np.zeros(5), np.zeros((6, 4)), np.zeros((6, 10)), 3, 8.0, 0.5), "same cells"),
+        ((np.zeros(6), np.zeros(6), np.zeros((6, 4)), np.zeros((6, 10)), 4, 8.0, 0.5), "cols"),
+        ((np.zeros(6), np.zeros(6), np.zeros((6, 4)), np.zeros((6, 10)), 3, 0.0, 0.5), "stride"),
+        ((np.zeros(6), np.zeros(6), np.zeros((6, 4)), np.zeros((6, 10)), 3, 8.0, float("nan")), "score_th"),
+    ],
+)
+def test_grid_decode_validation(args: tuple[object, ...], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fastpath.grid_decode(*args)  # type: ignore[arg-type]

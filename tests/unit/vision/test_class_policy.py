@@ -21,7 +21,8 @@ from agent.vision.classifier import UNKNOWN_ID, SelfLearnClassifier
 
 DIM = 8
 finite = st.floats(-50, 50, allow_nan=False, width=32)
-nonneg = st.floats(0, 20, allow_nan=False, width=32)
+# no subnormals: halving one underflows to 0, a real feature vector is never that small
+nonneg = st.floats(0, 20, allow_nan=False, allow_subnormal=False, width=32)
 
 
 def features(n: int, elements: st.SearchStrategy[float] = nonneg) -> st.SearchStrategy[np.ndarray]:
