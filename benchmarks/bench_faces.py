@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
-from agent.models.tune import Choice, TuneCache, choose, default_cache, key, tune
+from agent.models.tune import Choice, TuneCache, choose, default_cache, tune
 from agent.vision.face_align import align_blob
 from agent.vision.faces import FacePipeline, FaceTracks
 from agent.vision.runtime import ENGINES, load_model
@@ -75,7 +75,7 @@ def _same(a: dict[str, Choice], b: dict[str, Choice]) -> bool:
 
 
 def describe(choice: dict[str, Choice]) -> str:
-    return ", ".join(f"{n} {key(c.engine, c.threads, c.spin)}" for n, c in choice.items())
+    return ", ".join(f"{n} {c.candidate}" for n, c in choice.items())
 
 
 def one_run(rounds: int, threads: int) -> tuple[list[Row], dict[str, Any]]:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
 from agent.models import load_manifest
-from agent.models.tune import Choice, TuneCache, choose, default_cache, key, tune
+from agent.models.tune import Choice, TuneCache, choose, default_cache, tune
 from agent.vision.classifier import SelfLearnClassifier
 from agent.vision.features import FeatureExtractor, preprocess
 from agent.vision.runtime import Spin, load_model
@@ -69,7 +69,7 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
     rows = [
         Row(
             "segment",
-            f"YOLOv8n-seg 320 ({key(*_config(choice[names[0]]))}), 640x480 ({n_objects} objects): decode, NMS, masks, "
+            f"YOLOv8n-seg 320 ({choice[names[0]].candidate}), 640x480 ({n_objects} objects): decode, NMS, masks, "
             "polygons, result vs model",
             ms(m["segment"]),
             ms(m["segment model"]),
@@ -79,7 +79,7 @@ def run(rounds: int = 60, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
         ),
         Row(
             "classifier",
-            f"MobileNetV2 224 ({key(*_config(choice[names[1]]))}), 640x480 centre crop, {len(CLASS_PHOTOS)} classes → "
+            f"MobileNetV2 224 ({choice[names[1]].candidate}), 640x480 centre crop, {len(CLASS_PHOTOS)} classes → "
             "result vs model",
             ms(m["classify"]),
             ms(m["classify model"]),

@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fastpath
 from agent.models import load_manifest
 from agent.models.tune import TuneCache, choose, default_cache, tune
-from agent.models.tune import key as candidate
 from agent.settings import Settings
 from agent.vision.runtime import Model, OnnxModel, load_model
 from agent.vision.track import Box, NanoTracker, TrackParams, crop_square
@@ -178,7 +177,7 @@ def run(passes: int = 2, threads: int = 2) -> tuple[list[Row], dict[str, Any]]:
             ">= 1.5x, IoU >=",
             m["opencv"] / m["agent"] >= 1.5 and miou["agent"] >= miou["opencv"],
             note=f"check off: {m['opencv'] / m['agent no verify']:.2f}x; the agent's NanoTrack v2: "
-            + ", ".join(f"{p} {candidate(c.engine, c.threads, c.spin)}" for p, c in choice.items() if "_v2_" in p),
+            + ", ".join(f"{p} {c.candidate}" for p, c in choice.items() if "_v2_" in p),
         ),
         vs_nets(
             "agent v3",

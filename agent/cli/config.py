@@ -119,7 +119,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings, manifest: Manifest) -
     print(f"{'model':24} {'chosen':19} " + " ".join(f"{c:>18}" for c in cols) + "  check against onnxruntime")
     for name, entry in tunes.items():
         c = chosen.get(name)
-        pick = key(c.engine, c.threads, c.spin) if c else "-"
+        pick = c.candidate if c else "-"
         times = " ".join(
             f"{entry.ms.get(c_, float('nan')):8.2f} /{entry.ms_cold.get(c_, float('nan')):8.2f}" for c_ in cols
         )

@@ -82,6 +82,11 @@ def forced_spin(spin: SpinSetting) -> Spin:
     return "never" if spin == "auto" else spin
 
 
+def spin_of(engine: str, threads: int, spin: Spin) -> Spin:
+    """What a model's workers do under ``spin``: only onnxruntime with a worker (threads > 1) spins."""
+    return spin if engine == REFERENCE and threads > 1 else "never"
+
+
 def parse_key(name: str) -> tuple[str, int, Spin]:
     base, _, extra = name.partition("+")
     engine, _, threads = base.partition("/")
@@ -132,6 +137,11 @@ class Choice:
     ms: Mapping[str, float] = field(default_factory=dict)
     spin: Spin = "never"
     ms_cold: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def candidate(self) -> str:
+        """The chosen candidate's name (:func:`key`): ``onnxruntime/2+spin``, ``opencv/1`` …"""
+        return key(self.engine, self.threads, self.spin)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -247,9 +257,9 @@ def tune_model(
         names = list(cases)
         n_feeds = len(probe.feeds)
         for r in range(rounds):
-            for regime, times in ((cold, True), (warm, False)):
+            for regime, idle_first in ((cold, True), (warm, False)):
                 for i in order.permutation(len(names)):
-                    if times:
+                    if idle_first:
                         time.sleep(IDLE_S)
                     t1 = time.perf_counter()
                     cases[names[i]](r % n_feeds)
@@ -315,10 +325,8 @@ def choose(
     best_total = float("inf")
     best: dict[str, Choice] = {}
 
-    def spin_ok(engine: str, t: int, sp: Spin) -> bool:
-        if spin == "auto" or engine != REFERENCE or t == 1:
-            return True
-        return sp == ("run" if spin == "run" else "never")
+    # a forced mode is ranked on the candidates measured in it (``always`` on ``never``'s)
+    measured: Spin = "run" if spin == "run" else "never"
 
     for cv_t in allowed:
         picks: dict[str, Choice] = {}
@@ -333,13 +341,13 @@ def choose(
                     and (entry.eligible(e) or e == want)  # a forced engine is used even outside tolerance
                     and (want is None or e == want)
                     and (e == REFERENCE or t == cv_t)
-                    and spin_ok(e, t, sp)
+                    and (spin == "auto" or sp == spin_of(e, t, measured))
                 ):
                     options.append((entry.cost(k), e, t, sp))
             if not options:
                 continue
             cost, engine, t, sp = min(options)
-            run_spin: Spin = sp if spin == "auto" or engine != REFERENCE or t == 1 else forced_spin(spin)
+            run_spin = spin_of(engine, t, sp if spin == "auto" else forced_spin(spin))
             picks[name] = Choice(engine, t, "forced" if want else "tuned", entry.ms, run_spin, entry.ms_cold)
             total += cost
         if total < best_total:
@@ -395,6 +403,5 @@ def plan(
         if n not in chosen:
             engine, count = forced.get(n, REFERENCE), default_threads(n)
             how = "forced" if n in forced else "default"
-            sleeping = count == 1 or engine != REFERENCE
-            chosen[n] = Choice(engine, count, how, spin="never" if sleeping else forced_spin(spin))
+            chosen[n] = Choice(engine, count, how, spin=spin_of(engine, count, forced_spin(spin)))
     return chosen

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.models.manifest import Manifest, ModelSpec
-from agent.models.tune import Choice, SpinSetting
+from agent.models.tune import Choice, SpinSetting, forced_spin, spin_of
 from agent.vision.runtime import Model, load_model
 
 
@@ -53,8 +53,7 @@ class ModelLoader:
         if c is not None:
             return c
         threads = self.default_threads(name)
-        spin = "never" if self.spin == "auto" or threads == 1 or self.engine != "onnxruntime" else self.spin
-        return Choice(self.engine, threads, "default", spin=spin)
+        return Choice(self.engine, threads, "default", spin=spin_of(self.engine, threads, forced_spin(self.spin)))
 
     def get(self, name: str) -> Model:
         with self._lock:

@@ -82,8 +82,9 @@ def lead_of(scores: np.ndarray, k: int) -> float | None:
     """How far identity ``k`` scores above the best other identity (``None``: it is alone)."""
     if scores.size < 2:
         return None
-    others = np.delete(scores, k)
-    return float(scores[k] - others.max())
+    # the two highest scores in one pass: the best other is the second when k holds the first
+    second, first = np.partition(scores, scores.size - 2)[-2:]
+    return float(scores[k] - (second if scores[k] >= first else first))
 
 
 def decide(scores: np.ndarray, rule: DecisionRule, quality: str | None = None, grey: bool = False) -> Decision:
@@ -93,8 +94,7 @@ def decide(scores: np.ndarray, rule: DecisionRule, quality: str | None = None, g
         return Decision(-1, -1, 0.0, 0.0, quality)
     best = int(np.argmax(scores))
     similarity = float(scores[best])
-    # lead_of(scores, best) in one pass: the best minus the second best (float32, as lead_of)
-    lead = None if scores.size < 2 else float(scores[best] - np.partition(scores, scores.size - 2)[-2])
+    lead = lead_of(scores, best)
     confidence = 0.0 if quality is not None else confidence_of(similarity, lead)
     margin = max(rule.margin, rule.margin_grey) if grey else rule.margin
     named = quality is None and similarity > rule.match and (lead is None or lead >= margin)

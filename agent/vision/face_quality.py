@@ -53,10 +53,15 @@ class QualityLimits:
     min_detect: float = DEFAULT_MIN_DETECT
 
 
+def _core(crop: np.ndarray) -> np.ndarray:
+    """The centre of an aligned face crop (eyes to chin, cheek to cheek), where it is measured."""
+    h, w = crop.shape[:2]
+    return crop[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
+
+
 def sharpness(crop: np.ndarray) -> float:
     """Variance of the Laplacian over the centre of an aligned face crop (BGR or grey)."""
-    h, w = crop.shape[:2]
-    core = crop[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
+    core = _core(crop)
     grey = core if core.ndim == 2 else cv2.cvtColor(core, cv2.COLOR_BGR2GRAY)
     # one C pass for the variance (a uint8 image's Laplacian is whole numbers: exact in float32)
     _, sd = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
@@ -67,8 +72,7 @@ def chroma(crop: np.ndarray) -> float:
     """Mean ``max(B,G,R) - min(B,G,R)`` over the centre of an aligned crop (0 for grey)."""
     if crop.ndim == 2 or crop.shape[2] == 1:
         return 0.0
-    h, w = crop.shape[:2]
-    core = crop[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
+    core = _core(crop)
     b, g, r = core[..., 0], core[..., 1], core[..., 2]
     # element-wise over the three planes: NumPy's max/min along a 3-long last axis took 0.3 ms a face
     spread = np.maximum(np.maximum(b, g), r) - np.minimum(np.minimum(b, g), r)  # uint8, never negative
