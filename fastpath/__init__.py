@@ -28,19 +28,22 @@ import numpy as np
 import numpy.typing as npt
 
 from fastpath import _reference as ref
-from fastpath._reference import BankDType, Interpolation, Metric, Mode, Transform
+from fastpath._reference import BankDType, GridLevel, Interpolation, Metric, Mode, Transform
 
 __all__ = [
     "Bank",
+    "FaceArrays",
+    "GridLevel",
     "Interpolation",
     "Transform",
     "bank_search",
     "crop_resize",
-    "grid_decode",
+    "grid_faces",
     "implementation",
     "letterbox_chw",
     "make_bank",
     "nms",
+    "nms_faces",
     "resample_kind",
     "set_implementation",
     "set_simd_level",
@@ -524,39 +527,6 @@ def bank_search(
 # ----------------------------------------------------------------------------------------------
 # Decoding
 # ----------------------------------------------------------------------------------------------
-def grid_decode(
-    cls: npt.ArrayLike,
-    obj: npt.ArrayLike,
-    bbox: npt.ArrayLike,
-    kps: npt.ArrayLike,
-    cols: int,
-    stride: float,
-    score_th: float,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """One stride of an anchor-free face detector's grid (YuNet) → (boxes (M, 4) x1, y1, x2, y2,
-    scores (M,), points (M, 5, 2)) in input pixels, float32, cell order (spec:
-    :func:`fastpath._reference.grid_decode`): ``cls``, ``obj`` (N,), ``bbox`` (N, 4), ``kps``
-    (N, 10) per cell (any leading batch dims of 1 are flattened), cells row-major ``cols`` wide."""
-    c = np.ascontiguousarray(cls, dtype=np.float32).reshape(-1)
-    o = np.ascontiguousarray(obj, dtype=np.float32).reshape(-1)
-    n = c.shape[0]
-    b = np.ascontiguousarray(bbox, dtype=np.float32).reshape(-1, 4)
-    k = np.ascontiguousarray(kps, dtype=np.float32).reshape(-1, 10)
-    if o.shape[0] != n or b.shape[0] != n or k.shape[0] != n:
-        cells = f"{n}, {o.shape[0]}, {b.shape[0]}, {k.shape[0]}"
-        raise ValueError(f"cls, obj, bbox and kps must describe the same cells: {cells}")
-    if type(cols) is not int or cols < 1 or n % cols:
-        raise ValueError(f"cols must be an int >= 1 dividing the {n} cells, got {cols!r}")
-    if not (math.isfinite(float(stride)) and stride > 0 and math.isfinite(float(score_th))):
-        raise ValueError(f"stride must be finite and > 0 and score_th finite, got {stride!r}, {score_th!r}")
-    if _kernels is None:
-        return ref.grid_decode(c, o, b, k, cols, float(stride), float(score_th))
-    out: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]] = _kernels[2].grid_decode(
-        c, o, b, k, cols, float(stride), float(score_th)
-    )
-    return out
-
-
 def siamese_decode(
     cls: npt.NDArray[np.float32],
     loc: npt.NDArray[np.float32],
@@ -653,3 +623,106 @@ def nms(
     order = np.argsort(-sc, kind="stable")
     kept: npt.NDArray[np.int64] = _kernels[2].nms(b, order, order if cls is None else cls, cls is not None, th, keep_n)
     return kept
+
+
+FaceArrays = tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+_F32 = np.dtype(np.float32)
+
+
+def _face_args(iou_th: float, max_keep: int, scale: float, width: float, height: float) -> tuple[float, ...]:
+    """The NMS and mapping arguments of :func:`nms_faces` / :func:`grid_faces`, checked."""
+    th, sc, w, h = float(iou_th), float(scale), float(width), float(height)
+    if not math.isfinite(th):
+        raise ValueError(f"iou_th must be finite, got {iou_th!r}")
+    if type(max_keep) is not int or max_keep < 0:
+        raise ValueError(f"max_keep must be an int >= 0, got {max_keep!r}")
+    if not (math.isfinite(sc) and sc > 0):
+        raise ValueError(f"scale must be finite and > 0, got {scale!r}")
+    if not (math.isfinite(w) and math.isfinite(h) and w >= 0 and h >= 0):
+        raise ValueError(f"width and height must be finite and >= 0, got {width!r}, {height!r}")
+    return th, sc, w, h
+
+
+def nms_faces(
+    boxes: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    points: npt.ArrayLike,
+    iou_th: float,
+    max_keep: int,
+    scale: float,
+    width: float,
+    height: float,
+) -> FaceArrays:
+    """A face detector's candidates → its faces in frame pixels (spec:
+    :func:`fastpath._reference.nms_faces`): ``boxes`` (N, 4) x1, y1, x2, y2, ``scores`` (N,),
+    ``points`` (N, 5, 2) in model-input pixels; non-finite candidates dropped, greedy NMS
+    (at most ``max_keep``), divided by ``scale`` and clipped to the ``width`` x ``height`` frame.
+    Returns (boxes (K, 4) float64 x, y, w, h, scores (K,) float32, points (K, 5, 2) float32)."""
+    b = np.ascontiguousarray(boxes, dtype=np.float32)
+    sc = np.ascontiguousarray(scores, dtype=np.float32)
+    n = sc.shape[0] if sc.ndim == 1 else -1
+    if b.shape != (n, 4) or sc.ndim != 1:
+        raise ValueError(f"boxes must be (N, 4) and scores (N,), got {b.shape} and {sc.shape}")
+    p = np.ascontiguousarray(points, dtype=np.float32)
+    if p.shape not in ((n, 5, 2), (n, 10)):
+        raise ValueError(f"points must be ({n}, 5, 2), got {p.shape}")
+    p = p.reshape(n, 10)
+    th, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
+    if _kernels is None:
+        return ref.nms_faces(b, sc, p, th, max_keep, s, w, h)
+    out: FaceArrays = _kernels[2].nms_faces(b, sc, p, th, max_keep, s, w, h)
+    return out
+
+
+def _grid_output(a: Any, width: int) -> npt.NDArray[np.float32]:
+    """One grid output as float32 (1, N, width), C-contiguous (YuNet's own layout: no copy)."""
+    if (
+        type(a) is np.ndarray
+        and a.dtype == _F32
+        and a.ndim == 3
+        and a.shape[0] == 1
+        and a.shape[2] == width
+        and a.flags.c_contiguous
+    ):
+        return a
+    arr = np.ascontiguousarray(a, dtype=np.float32)
+    if arr.size % width:
+        raise ValueError(f"a grid output of {width} value(s) per cell has {arr.size} values")
+    return arr.reshape(1, -1, width)
+
+
+def grid_faces(
+    levels: Sequence[tuple[Any, Any, Any, Any, int, float]],
+    score_th: float,
+    iou_th: float,
+    max_keep: int,
+    scale: float,
+    width: float,
+    height: float,
+) -> FaceArrays:
+    """An anchor-free face detector's grids (YuNet) → its faces in frame pixels, in one call
+    (spec: :func:`fastpath._reference.grid_faces`): each level ``(cls, obj, bbox, kps, cols,
+    stride)`` decoded as :func:`fastpath._reference.grid_decode` does (``cls``/``obj`` one value a cell, ``bbox`` 4,
+    ``kps`` 10; YuNet's (1, N, k) outputs as they come), then :func:`nms_faces`."""
+    checked: list[GridLevel] = []
+    for level in levels:
+        if len(level) != 6:
+            raise ValueError("a grid level is (cls, obj, bbox, kps, cols, stride)")
+        c, o = _grid_output(level[0], 1), _grid_output(level[1], 1)
+        b, k = _grid_output(level[2], 4), _grid_output(level[3], 10)
+        n, cols, stride = c.shape[1], level[4], float(level[5])
+        if o.shape[1] != n or b.shape[1] != n or k.shape[1] != n:
+            cells = f"{n}, {o.shape[1]}, {b.shape[1]}, {k.shape[1]}"
+            raise ValueError(f"cls, obj, bbox and kps must describe the same cells: {cells}")
+        if type(cols) is not int or cols < 1 or n % cols:
+            raise ValueError(f"cols must be an int >= 1 dividing the {n} cells, got {cols!r}")
+        if not (math.isfinite(stride) and stride > 0):
+            raise ValueError(f"stride must be finite and > 0, got {level[5]!r}")
+        checked.append((c, o, b, k, cols, stride))
+    if not math.isfinite(float(score_th)):
+        raise ValueError(f"score_th must be finite, got {score_th!r}")
+    th, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
+    if _kernels is None:
+        return ref.grid_faces(checked, float(score_th), th, max_keep, s, w, h)
+    out: FaceArrays = _kernels[2].grid_faces(tuple(checked), float(score_th), th, max_keep, s, w, h)
+    return out

@@ -1,18 +1,23 @@
 # cython: language_level=3
 """Decoding kernels: the Siamese tracker's score map → best point and box, its template check,
-an anchor-free face detector's grid (YuNet) → faces, and greedy non-maximum suppression for the
-detectors.
+an anchor-free face detector's grid (YuNet) → faces, greedy non-maximum suppression for the
+detectors, and a face detector's candidates → its faces in frame pixels (NMS + mapping, one call).
 
 See fastpath/_reference.py (siamese_decode) for the spec; inputs are validated by
 fastpath/__init__.py. One pass over the grid in double precision; ties keep the lower index
 (like ``np.argmax``, where the first NaN wins).
 """
 
-from libc.math cimport exp, expf, sqrt, sqrtf
-from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free
+cimport cython
+from libc.math cimport exp, expf, isfinite, sqrt, sqrtf
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport calloc, free, malloc, qsort
 
 import numpy as np
+
+cimport numpy as cnp
+
+cnp.import_array()
 
 
 def siamese_decode(
@@ -85,58 +90,24 @@ cdef inline float _unit(float v) noexcept nogil:
     return v
 
 
-cdef inline bint _passes(float c, float o, float th) noexcept nogil:
+cdef inline bint _passes(float c, float o, float th, float floor) noexcept nogil:
     """sqrt(clip(c) * clip(o)) > th; a NaN never passes (as NumPy's comparison), tested apart
-    since -ffast-math may fold the comparison of a square root."""
+    since -ffast-math may fold the comparison of a square root. ``floor`` (:func:`_floor`) turns
+    most cells away before the square root: a product below it has a root below th."""
+    cdef float p
     if c != c or o != o:
         return False
-    return sqrtf(_unit(c) * _unit(o)) > th
+    p = _unit(c) * _unit(o)
+    if p < floor:
+        return False
+    return sqrtf(p) > th
 
 
-def grid_decode(
-    const float[::1] cls,
-    const float[::1] obj,
-    const float[:, ::1] bbox,
-    const float[:, ::1] kps,
-    Py_ssize_t cols,
-    float stride,
-    float score_th,
-):
-    """(boxes, scores, points): see _reference.grid_decode. Two passes: count, then fill."""
-    cdef Py_ssize_t n = cls.shape[0], i, k, m = 0
-    cdef float s, gx, gy, cx, cy, hw, hh
-    with nogil:
-        for i in range(n):
-            if _passes(cls[i], obj[i], score_th):
-                m += 1
-    boxes = np.empty((m, 4), np.float32)
-    scores = np.empty(m, np.float32)
-    points = np.empty((m, 5, 2), np.float32)
-    cdef float[:, ::1] bo = boxes
-    cdef float[::1] so = scores
-    cdef float[:, :, ::1] po = points
-    m = 0
-    with nogil:
-        for i in range(n):
-            if not _passes(cls[i], obj[i], score_th):
-                continue
-            s = sqrtf(_unit(cls[i]) * _unit(obj[i]))
-            gx = <float> (i % cols)
-            gy = <float> (i // cols)
-            cx = (gx + bbox[i, 0]) * stride
-            cy = (gy + bbox[i, 1]) * stride
-            hw = expf(bbox[i, 2]) * stride / 2.0
-            hh = expf(bbox[i, 3]) * stride / 2.0
-            bo[m, 0] = cx - hw
-            bo[m, 1] = cy - hh
-            bo[m, 2] = cx + hw
-            bo[m, 3] = cy + hh
-            so[m] = s
-            for k in range(5):
-                po[m, k, 0] = (gx + kps[i, 2 * k]) * stride
-                po[m, k, 1] = (gy + kps[i, 2 * k + 1]) * stride
-            m += 1
-    return boxes, scores, points
+cdef inline float _floor(float th) noexcept nogil:
+    """A product under th² (1 - 1e-5) has a square root (correctly rounded) of at most th; -1
+    (nothing turned away early) when th <= 0."""
+    return <float> (<double> th * th * (1.0 - 1e-5)) if th > 0 else -1.0
+
 
 def window_cosine(
     const float[:, :, ::1] feat,
@@ -167,6 +138,45 @@ def window_cosine(
     return dot / (sqrt(sq) + 1e-12)
 
 
+cdef Py_ssize_t _greedy_nms(
+    const float *boxes, const int64_t *order, Py_ssize_t n, const int64_t *classes, bint use_classes,
+    float iou_th, Py_ssize_t max_keep, int64_t *keep, unsigned char *gone,
+) noexcept nogil:
+    """Greedy NMS over ``order`` (indices into ``boxes``, rows of x1, y1, x2, y2, best first):
+    writes the kept indices to ``keep`` and returns how many. ``gone`` holds n zeroed bytes."""
+    cdef Py_ssize_t a, b, i, j, kept = 0
+    cdef float ai, iw, ih, inter, union, iou
+    cdef const float *p
+    cdef const float *q
+    if max_keep < 1:
+        return 0
+    for a in range(n):
+        if gone[a]:
+            continue
+        i = order[a]
+        keep[kept] = i
+        kept += 1
+        if kept >= max_keep:
+            break
+        p = boxes + 4 * i
+        ai = max(p[2] - p[0], <float> 0.0) * max(p[3] - p[1], <float> 0.0)
+        for b in range(a + 1, n):
+            if gone[b]:
+                continue
+            j = order[b]
+            if use_classes and classes[j] != classes[i]:
+                continue
+            q = boxes + 4 * j
+            iw = max(<float> 0.0, min(p[2], q[2]) - max(p[0], q[0]))
+            ih = max(<float> 0.0, min(p[3], q[3]) - max(p[1], q[1]))
+            inter = iw * ih
+            union = ai + max(q[2] - q[0], <float> 0.0) * max(q[3] - q[1], <float> 0.0) - inter
+            iou = inter / max(union, <float> 1e-9)
+            if not iou <= iou_th:
+                gone[b] = 1
+    return kept
+
+
 def nms(
     const float[:, ::1] boxes,
     const int64_t[::1] order,
@@ -177,8 +187,7 @@ def nms(
 ):
     """Greedy NMS over ``order`` (indices by score, best first): see _reference.nms. Returns the
     kept indices (int64), best first."""
-    cdef Py_ssize_t n = order.shape[0], a, b, i, j, kept = 0
-    cdef float ai, iw, ih, inter, union, iou
+    cdef Py_ssize_t n = order.shape[0], kept
     cdef unsigned char *gone
     out = np.empty(min(n, max_keep) if max_keep > 0 else 0, np.int64)
     cdef int64_t[::1] keep = out
@@ -188,27 +197,224 @@ def nms(
     if gone == NULL:
         raise MemoryError()
     with nogil:
-        for a in range(n):
-            if gone[a]:
-                continue
-            i = order[a]
-            keep[kept] = i
-            kept += 1
-            if kept >= max_keep:
-                break
-            ai = max(boxes[i, 2] - boxes[i, 0], <float> 0.0) * max(boxes[i, 3] - boxes[i, 1], <float> 0.0)
-            for b in range(a + 1, n):
-                if gone[b]:
-                    continue
-                j = order[b]
-                if use_classes and classes[j] != classes[i]:
-                    continue
-                iw = max(<float> 0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]))
-                ih = max(<float> 0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]))
-                inter = iw * ih
-                union = ai + max(boxes[j, 2] - boxes[j, 0], <float> 0.0) * max(boxes[j, 3] - boxes[j, 1], <float> 0.0) - inter
-                iou = inter / max(union, <float> 1e-9)
-                if not iou <= iou_th:
-                    gone[b] = 1
+        kept = _greedy_nms(&boxes[0, 0], &order[0], n, &classes[0], use_classes, iou_th, max_keep, &keep[0], gone)
     free(gone)
     return out[:kept]
+
+
+cdef struct Ranked:
+    float score
+    int64_t index
+
+
+cdef int _by_score(const void *a, const void *b) noexcept nogil:
+    """Best score first, the lower index first on ties (a stable sort by descending score)."""
+    cdef const Ranked *x = <const Ranked *> a
+    cdef const Ranked *y = <const Ranked *> b
+    if x.score > y.score:
+        return -1
+    if x.score < y.score:
+        return 1
+    return -1 if x.index < y.index else (1 if x.index > y.index else 0)
+
+
+cdef bint _finite(const float *v, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(v[i]):
+            return False
+    return True
+
+
+@cython.cdivision(True)
+cdef object _faces(float *boxes, float *scores, float *points, Py_ssize_t n, float iou_th, Py_ssize_t max_keep,
+                   float scale, double width, double height):
+    """Candidates (rows of boxes x1, y1, x2, y2, scores, points (5, 2); any non-finite one is
+    dropped) → NMS → the kept ones in frame pixels (see _reference.nms_faces). The arrays are
+    compacted in place."""
+    cdef Py_ssize_t i, j, k, m = 0, cap, kept = 0, out_n = 0
+    cdef Ranked *ranked = NULL
+    cdef int64_t *order = NULL
+    cdef int64_t *keep = NULL
+    cdef unsigned char *gone = NULL
+    cdef double x1, y1, x2, y2
+    for i in range(n):  # compact the finite candidates to the front
+        if not (isfinite(scores[i]) and _finite(boxes + 4 * i, 4) and _finite(points + 10 * i, 10)):
+            continue
+        if m != i:
+            scores[m] = scores[i]
+            for k in range(4):
+                boxes[4 * m + k] = boxes[4 * i + k]
+            for k in range(10):
+                points[10 * m + k] = points[10 * i + k]
+        m += 1
+    cap = min(m, max_keep) if max_keep > 0 else 0
+    out_boxes = np.empty((cap, 4), np.float64)
+    out_scores = np.empty(cap, np.float32)
+    out_points = np.empty((cap, 5, 2), np.float32)
+    cdef double *bo = <double *> cnp.PyArray_DATA(<cnp.ndarray> out_boxes)
+    cdef float *so = <float *> cnp.PyArray_DATA(<cnp.ndarray> out_scores)
+    cdef float *po = <float *> cnp.PyArray_DATA(<cnp.ndarray> out_points)
+    if cap == 0:
+        return out_boxes, out_scores, out_points
+    ranked = <Ranked *> malloc(m * sizeof(Ranked))
+    order = <int64_t *> malloc(m * sizeof(int64_t))
+    keep = <int64_t *> malloc(cap * sizeof(int64_t))
+    gone = <unsigned char *> calloc(m, 1)
+    if ranked == NULL or order == NULL or keep == NULL or gone == NULL:
+        free(ranked)
+        free(order)
+        free(keep)
+        free(gone)
+        raise MemoryError()
+    with nogil:
+        for i in range(m):
+            ranked[i].score = scores[i]
+            ranked[i].index = i
+        qsort(ranked, m, sizeof(Ranked), _by_score)
+        for i in range(m):
+            order[i] = ranked[i].index
+        kept = _greedy_nms(boxes, order, m, order, False, iou_th, cap, keep, gone)
+        for k in range(kept):
+            i = keep[k]
+            # float32 division as NumPy's (boxes / scale), then clipped to the frame in double
+            x1 = max(<double> (boxes[4 * i] / scale), 0.0)
+            y1 = max(<double> (boxes[4 * i + 1] / scale), 0.0)
+            x2 = min(<double> (boxes[4 * i + 2] / scale), width)
+            y2 = min(<double> (boxes[4 * i + 3] / scale), height)
+            if x2 <= x1 or y2 <= y1:
+                continue
+            bo[4 * out_n] = x1
+            bo[4 * out_n + 1] = y1
+            bo[4 * out_n + 2] = x2 - x1
+            bo[4 * out_n + 3] = y2 - y1
+            so[out_n] = scores[i]
+            for j in range(10):
+                po[10 * out_n + j] = points[10 * i + j] / scale
+            out_n += 1
+    free(ranked)
+    free(order)
+    free(keep)
+    free(gone)
+    return out_boxes[:out_n], out_scores[:out_n], out_points[:out_n]
+
+
+def nms_faces(
+    const float[:, ::1] boxes,
+    const float[::1] scores,
+    const float[:, ::1] points,
+    float iou_th,
+    Py_ssize_t max_keep,
+    float scale,
+    double width,
+    double height,
+):
+    """A face detector's candidates → its faces: see _reference.nms_faces. ``points`` is (N, 10)."""
+    cdef Py_ssize_t n = scores.shape[0]
+    b = np.array(boxes, np.float32)  # _faces compacts in place: work on copies
+    s = np.array(scores, np.float32)
+    p = np.array(points, np.float32)
+    cdef float[:, ::1] bv = b
+    cdef float[::1] sv = s
+    cdef float[:, ::1] pv = p
+    if n == 0:
+        return _faces(NULL, NULL, NULL, 0, iou_th, max_keep, scale, width, height)
+    return _faces(&bv[0, 0], &sv[0], &pv[0, 0], n, iou_th, max_keep, scale, width, height)
+
+
+cdef inline const float *_data(object a):
+    return <const float *> cnp.PyArray_DATA(<cnp.ndarray> a)
+
+
+def grid_faces(
+    tuple levels,
+    float score_th,
+    float iou_th,
+    Py_ssize_t max_keep,
+    float scale,
+    double width,
+    double height,
+):
+    """An anchor-free face detector's grids (YuNet) → its faces, in one call: every level's
+    passing cells decoded as _reference.grid_decode does, then nms_faces (see _reference.grid_faces).
+    ``levels``: ((cls (1, N, 1), obj (1, N, 1), bbox (1, N, 4), kps (1, N, 10), cols, stride), ...),
+    float32 C-contiguous ndarrays (read through their data pointers: a memoryview a level's array
+    cost more than the whole decoding)."""
+    cdef const float *cp
+    cdef const float *op
+    cdef const float *bp
+    cdef const float *kp
+    cdef Py_ssize_t i, j, b, e, k, n, cols, lv, nlv = len(levels), total = 0, m = 0
+    cdef float stride, c, o, p, top, gx, gy, cx, cy, hw, hh, floor = _floor(score_th)
+    for level in levels:
+        total += cnp.PyArray_DIM(<cnp.ndarray> level[0], 1)
+    # the passing cells' (level, index), found in one scan: blocks of 16 cells whose best
+    # clipped product is under the floor are skipped whole (the loop vectorises)
+    cdef int32_t *cell = <int32_t *> malloc(max(total, 1) * sizeof(int32_t))
+    cdef int32_t *level_of = <int32_t *> malloc(max(total, 1) * sizeof(int32_t))
+    if cell == NULL or level_of == NULL:
+        free(cell)
+        free(level_of)
+        raise MemoryError()
+    for lv in range(nlv):
+        level = levels[lv]
+        n = cnp.PyArray_DIM(<cnp.ndarray> level[0], 1)
+        cp, op = _data(level[0]), _data(level[1])
+        with nogil:
+            for b in range(0, n, 16):
+                e = min(b + 16, n)
+                top = -1.0
+                for i in range(b, e):
+                    p = _unit(cp[i]) * _unit(op[i])
+                    top = p if p > top else top  # a NaN product is never the top
+                if top < floor:
+                    continue
+                for i in range(b, e):
+                    if _passes(cp[i], op[i], score_th, floor):
+                        cell[m] = <int32_t> i
+                        level_of[m] = <int32_t> lv
+                        m += 1
+    cdef float *bo = <float *> malloc(max(m, 1) * 4 * sizeof(float))
+    cdef float *so = <float *> malloc(max(m, 1) * sizeof(float))
+    cdef float *po = <float *> malloc(max(m, 1) * 10 * sizeof(float))
+    if bo == NULL or so == NULL or po == NULL:
+        free(cell)
+        free(level_of)
+        free(bo)
+        free(so)
+        free(po)
+        raise MemoryError()
+    j = 0
+    for lv in range(nlv):
+        if j >= m or level_of[j] != lv:
+            continue
+        level = levels[lv]
+        cp, op, bp, kp = _data(level[0]), _data(level[1]), _data(level[2]), _data(level[3])
+        cols, stride = level[4], level[5]
+        with nogil:
+            while j < m and level_of[j] == lv:
+                i = cell[j]
+                c, o = cp[i], op[i]
+                gx = <float> (i % cols)
+                gy = <float> (i // cols)
+                cx = (gx + bp[4 * i]) * stride
+                cy = (gy + bp[4 * i + 1]) * stride
+                hw = expf(bp[4 * i + 2]) * stride / 2.0
+                hh = expf(bp[4 * i + 3]) * stride / 2.0
+                bo[4 * j] = cx - hw
+                bo[4 * j + 1] = cy - hh
+                bo[4 * j + 2] = cx + hw
+                bo[4 * j + 3] = cy + hh
+                so[j] = sqrtf(_unit(c) * _unit(o))
+                for k in range(5):
+                    po[10 * j + 2 * k] = (gx + kp[10 * i + 2 * k]) * stride
+                    po[10 * j + 2 * k + 1] = (gy + kp[10 * i + 2 * k + 1]) * stride
+                j += 1
+    free(cell)
+    free(level_of)
+    try:
+        return _faces(bo, so, po, m, iou_th, max_keep, scale, width, height)
+    finally:
+        free(bo)
+        free(so)
+        free(po)

@@ -21,6 +21,7 @@ with the Cython path, which only replaces the pixel loops.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -531,3 +532,65 @@ def nms(
             drop &= classes[rest] == classes[i]
         order = rest[~drop]
     return np.asarray(keep, dtype=np.int64)
+
+
+def nms_faces(
+    boxes: npt.NDArray[np.float32],
+    scores: npt.NDArray[np.float32],
+    points: npt.NDArray[np.float32],
+    iou_th: float,
+    max_keep: int,
+    scale: float,
+    width: float,
+    height: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """A face detector's candidates → its faces in frame pixels.
+
+    ``boxes`` (N, 4) x1, y1, x2, y2, ``scores`` (N,), ``points`` (N, 10) five (x, y) landmarks, in
+    model-input pixels, float32. A candidate with a non-finite score, box or landmark is no face
+    and is dropped first; the rest go through :func:`nms` (stopping after ``max_keep`` kept). The
+    kept boxes and landmarks are divided by ``scale`` (frame → input) in float32, the boxes then
+    clipped to ``[0, width] x [0, height]`` in float64, and a box empty after clipping is dropped
+    (after NMS: fewer than ``max_keep`` may come back). Returns (boxes (K, 4) float64 x, y, w, h,
+    scores (K,) float32, points (K, 5, 2) float32), best score first."""
+    pts = points.reshape(len(scores), 10)
+    ok = np.isfinite(scores) & np.isfinite(boxes).all(axis=1) & np.isfinite(pts).all(axis=1)
+    boxes, scores, pts = boxes[ok], scores[ok], pts[ok]
+    keep = nms(boxes, scores, iou_th, max_keep, None)
+    s = np.float32(scale)
+    b = (boxes[keep] / s).astype(np.float64)
+    x1, y1 = np.maximum(b[:, 0], 0.0), np.maximum(b[:, 1], 0.0)
+    x2, y2 = np.minimum(b[:, 2], width), np.minimum(b[:, 3], height)
+    good = (x2 > x1) & (y2 > y1)
+    xywh = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)[good]
+    return xywh, scores[keep][good], (pts[keep] / s).reshape(-1, 5, 2)[good].astype(np.float32)
+
+
+GridLevel = tuple[
+    npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], int, float
+]
+
+
+def grid_faces(
+    levels: Sequence[GridLevel],
+    score_th: float,
+    iou_th: float,
+    max_keep: int,
+    scale: float,
+    width: float,
+    height: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """An anchor-free face detector's grids → its faces in frame pixels: each level (cls, obj,
+    bbox, kps, cols, stride) decoded by :func:`grid_decode`, the candidates of all levels in level
+    order, then :func:`nms_faces`."""
+    with np.errstate(over="ignore"):  # a size that overflows exp is an infinite box: dropped below
+        parts = [
+            grid_decode(c.reshape(-1), o.reshape(-1), b.reshape(-1, 4), k.reshape(-1, 10), cols, stride, score_th)
+            for c, o, b, k, cols, stride in levels
+        ]
+    if not parts:
+        parts = [(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))]
+    boxes = np.concatenate([p[0] for p in parts])
+    scores = np.concatenate([p[1] for p in parts])
+    points = np.concatenate([p[2] for p in parts]).reshape(-1, 10)
+    return nms_faces(boxes, scores, points, iou_th, max_keep, scale, width, height)

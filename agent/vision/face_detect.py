@@ -1,4 +1,4 @@
-"""Face detection with 5 landmarks: RetinaFace (mnet0.25) and YuNet decoders on onnxruntime.
+"""Face detection with 5 landmarks: RetinaFace (mnet0.25) and YuNet decoders.
 
 The frame (BGR uint8, any size) is letterboxed into the detector input size from the manifest
 (``input.size`` = (H, W), default 480x640): scaled to fit while keeping its aspect ratio, placed at
@@ -9,6 +9,12 @@ scale, so they come out in frame pixels. Decoders follow ``shared/models/MODELS.
   variances (0.1, 0.2); ``conf`` is already softmaxed (column 1 = face). NMS IoU 0.4.
 - YuNet: per stride (8, 16, 32), score = sqrt(cls * obj), boxes and keypoints from the cell grid.
   NMS IoU 0.3.
+
+After a model run the caches are cold and every array operation costs several times its warm
+time, so the steps after the network are few: YuNet's grids are decoded, suppressed and mapped to
+the frame by one C call (:func:`fastpath.grid_faces`, ~40 NumPy operations before), RetinaFace's
+candidates by :func:`fastpath.nms_faces`. A candidate with a non-finite box or landmark (a broken
+model's output) is no face.
 """
 
 from __future__ import annotations
@@ -109,36 +115,18 @@ def decode_retinaface(
     return boxes.astype(np.float32), scores[idx].astype(np.float32), points.astype(np.float32)
 
 
-def decode_yunet(
-    outputs: dict[str, np.ndarray], size: tuple[int, int], score_th: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """YuNet outputs of one image → (boxes x1y1x2y2, scores, points (N,5,2)) in input pixels:
-    each stride's grid decoded by :func:`fastpath.grid_decode` (one pass in C; the NumPy spec
-    took ~40 array operations a frame, 0.3 ms after a model run had emptied the caches)."""
+def yunet_levels(outputs: dict[str, np.ndarray], size: tuple[int, int]) -> list[fastpath.GridLevel]:
+    """YuNet's outputs of one image as :func:`fastpath.grid_faces` levels, one per stride (8, 16,
+    32), each checked against the input size (H, W)."""
     height, width = size
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    levels: list[fastpath.GridLevel] = []
     for s in _YUNET_STRIDES:
         cols, rows = width // s, height // s
         cls = outputs[f"cls_{s}"]
         if cls.size != rows * cols:
             raise ModelError(f"YuNet stride {s}: {cls.size} cells, expected {rows}x{cols}")
-        try:
-            obj, bbox, kps = outputs[f"obj_{s}"], outputs[f"bbox_{s}"], outputs[f"kps_{s}"]
-            part = fastpath.grid_decode(cls, obj, bbox, kps, cols, s, score_th)
-        except ValueError as exc:
-            raise ModelError(f"YuNet stride {s}: {exc}") from exc
-        if part[1].size:
-            parts.append(part)
-    if not parts:
-        return (
-            np.zeros((0, 4), np.float32),
-            np.zeros(0, np.float32),
-            np.zeros((0, 5, 2), np.float32),
-        )
-    if len(parts) == 1:
-        return parts[0]
-    boxes, scores, points = zip(*parts, strict=True)
-    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
+        levels.append((cls, outputs[f"obj_{s}"], outputs[f"bbox_{s}"], outputs[f"kps_{s}"], cols, float(s)))
+    return levels
 
 
 class FaceDetector:
@@ -184,21 +172,22 @@ class FaceDetector:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
         blob, scale = self.preprocess(frame)
+        nms = self.default_nms if nms_th is None else nms_th
+        fh, fw = float(frame.shape[0]), float(frame.shape[1])
+        # NMS that stops at max_faces (a near-zero threshold cannot make it walk thousands of
+        # boxes) and the kept faces mapped to the frame, in one C call (with the decoding for YuNet)
         if self.kind == "retinaface":
             loc, conf, landms = self.model.run({self.model.spec.input.name: blob}, ["loc", "conf", "landms"])
             boxes, scores, points = decode_retinaface(loc[0], conf[0], landms[0], self.size, score_th)
+            found = fastpath.nms_faces(boxes, scores, points, nms, max_faces, scale, fw, fh)
         else:
-            raw = dict(zip(self.model.output_names, self.model(blob), strict=True))
-            boxes, scores, points = decode_yunet(raw, self.size, score_th)
-        # greedy NMS that stops at max_faces: a near-zero threshold cannot make it walk thousands of boxes
-        keep = fastpath.nms(boxes, scores, self.default_nms if nms_th is None else nms_th, max_keep=max_faces)
-        fh, fw = float(frame.shape[0]), float(frame.shape[1])
-        kept_points = (points[keep] / scale).astype(np.float32)  # one array operation for all faces
-        faces: list[Face] = []
-        for j, (box, score) in enumerate(zip((boxes[keep] / scale).tolist(), scores[keep].tolist(), strict=True)):
-            x1, y1 = max(0.0, box[0]), max(0.0, box[1])
-            x2, y2 = min(fw, box[2]), min(fh, box[3])
-            if x2 <= x1 or y2 <= y1:
-                continue
-            faces.append(Face(box=(x1, y1, x2 - x1, y2 - y1), score=score, points=kept_points[j]))
-        return faces
+            levels = yunet_levels(dict(zip(self.model.output_names, self.model(blob), strict=True)), self.size)
+            try:
+                found = fastpath.grid_faces(levels, score_th, nms, max_faces, scale, fw, fh)
+            except ValueError as exc:  # outputs of other shapes than YuNet's
+                raise ModelError(f"YuNet outputs: {exc}") from exc
+        kept_points = found[2]
+        return [
+            Face(box=(x, y, w, h), score=score, points=kept_points[j])
+            for j, ((x, y, w, h), score) in enumerate(zip(found[0].tolist(), found[1].tolist(), strict=True))
+        ]

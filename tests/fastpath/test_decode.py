@@ -1,6 +1,10 @@
-"""siamese_decode, window_cosine and nms: the Cython kernels against the NumPy reference (the spec)."""
+"""siamese_decode, window_cosine, nms, nms_faces and grid_faces: the Cython kernels against the
+NumPy reference (the spec)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -212,26 +216,7 @@ def _grid_outputs(
     return cls, obj, bbox, kps
 
 
-@settings(max_examples=80, deadline=None)
-@given(
-    rows=st.integers(1, 40),
-    cols=st.integers(1, 40),
-    stride=st.sampled_from([8.0, 16.0, 32.0, 3.5]),
-    score_th=st.sampled_from([-1.0, 0.0, 0.3, 0.6, 0.99, 1.0]),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_grid_decode_parity_random(rows: int, cols: int, stride: float, score_th: float, seed: int) -> None:
-    cls, obj, bbox, kps = _grid_outputs(np.random.default_rng(seed), rows * cols)
-    cy_, py_ = both(fastpath.grid_decode, cls, obj, bbox, kps, cols, stride, score_th)
-    for got, want in zip(cy_, py_, strict=True):
-        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
-    np.testing.assert_array_equal(cy_[1], py_[1])  # the same cells, the same scores
-    # boxes: expf against NumPy's exp, a unit in the last place at most
-    np.testing.assert_allclose(cy_[0], py_[0], rtol=2e-6, atol=1e-5 * stride)
-    np.testing.assert_array_equal(cy_[2], py_[2])
-
-
-def test_grid_decode_meaning() -> None:
+def test_grid_faces_meaning() -> None:
     """A 2x3 grid, stride 10: only cell (row 1, col 2) passes; its box and landmarks in pixels."""
     n = 6
     cls = np.full(n, 0.5, np.float32)
@@ -241,27 +226,153 @@ def test_grid_decode_meaning() -> None:
     bbox[5] = [0.5, 0.25, np.log(4.0), np.log(2.0)]
     kps = np.zeros((n, 10), np.float32)
     kps[5] = np.arange(10) / 10
+    level = (cls, obj, bbox, kps, 3, 10.0)
     for impl in ("cython", "python"):
         with using(impl):
-            boxes, scores, points = fastpath.grid_decode(cls, obj, bbox, kps, 3, 10.0, 0.6)
+            boxes, scores, points = fastpath.grid_faces([level], 0.6, 0.3, 10, 1.0, 100.0, 100.0)
             assert scores.tolist() == pytest.approx([0.7])
-            # centre ((2 + 0.5) * 10, (1 + 0.25) * 10) = (25, 12.5), size (40, 20)
-            np.testing.assert_allclose(boxes, [[5.0, 2.5, 45.0, 22.5]], rtol=1e-6)
+            # centre ((2 + 0.5) * 10, (1 + 0.25) * 10) = (25, 12.5), size (40, 20): x, y, w, h
+            np.testing.assert_allclose(boxes, [[5.0, 2.5, 40.0, 20.0]], rtol=1e-6)
             np.testing.assert_allclose(points[0, 0], [20.0, 11.0], rtol=1e-6)  # (2 + 0.0, 1 + 0.1) * 10
             np.testing.assert_allclose(points[0, 4], [28.0, 19.0], rtol=1e-6)  # (2 + 0.8, 1 + 0.9) * 10
-            none = fastpath.grid_decode(cls, obj, bbox, kps, 3, 10.0, 0.9)
+            none = fastpath.grid_faces([level], 0.9, 0.3, 10, 1.0, 100.0, 100.0)
             assert [a.shape for a in none] == [(0, 4), (0,), (0, 5, 2)]
+            assert fastpath.grid_faces([], 0.5, 0.3, 10, 1.0, 100.0, 100.0)[1].shape == (0,)
+
+
+def _faces_agree(cy_: fastpath.FaceArrays, py_: fastpath.FaceArrays, boxes: npt.NDArray[np.float32]) -> None:
+    """The same faces, in the same order; coordinates to a few units in the last place (expf and
+    a division the compiler may turn into a multiplication)."""
+    got: list[npt.NDArray[Any]] = list(cy_)
+    want: list[npt.NDArray[Any]] = list(py_)
+    assert [(a.dtype, a.shape) for a in got] == [(a.dtype, a.shape) for a in want]
+    np.testing.assert_array_equal(cy_[1], py_[1])
+    scale = max(1.0, float(np.abs(boxes[np.isfinite(boxes)]).max(initial=1.0)))
+    np.testing.assert_allclose(cy_[0], py_[0], rtol=1e-6, atol=4e-6 * scale)
+    np.testing.assert_allclose(cy_[2], py_[2], rtol=1e-6, atol=4e-6 * scale)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    seed=st.integers(0, 2**32 - 1),
+    iou_th=st.sampled_from([0.0, 0.3, 0.4, 0.7, 1.0]),
+    max_keep=st.integers(0, 70),
+    scale=st.sampled_from([1.0, 0.5, 1.3333334, 2.0]),
+    broken=st.booleans(),
+)
+def test_nms_faces_parity(n: int, seed: int, iou_th: float, max_keep: int, scale: float, broken: bool) -> None:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-40, 200, (n, 2))
+    wh = rng.uniform(-5, 80, (n, 2))  # some empty boxes; some outside the frame after the scale
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    scores = rng.choice(np.linspace(0, 1, 7), n).astype(np.float32)  # ties: the lower index first
+    points = rng.uniform(-10, 200, (n, 5, 2)).astype(np.float32)
+    if broken and n:  # a broken model's candidates: never faces
+        boxes[rng.integers(0, n), rng.integers(0, 4)] = rng.choice([np.nan, np.inf, -np.inf])
+        points[rng.integers(0, n), rng.integers(0, 5), rng.integers(0, 2)] = np.nan
+        scores[rng.integers(0, n)] = np.nan
+    cy_, py_ = both(fastpath.nms_faces, boxes, scores, points, iou_th, max_keep, scale, 150.0, 120.0)
+    _faces_agree(cy_, py_, boxes)
+    assert len(cy_[1]) <= max_keep
+    assert np.isfinite(cy_[0]).all() and np.isfinite(cy_[2]).all()
+    x, y, w, h = cy_[0].T if len(cy_[0]) else np.zeros((4, 0))
+    assert (x >= 0).all() and (y >= 0).all() and (w > 0).all() and (h > 0).all()
+    assert (x + w <= 150.0 + 1e-9).all() and (y + h <= 120.0 + 1e-9).all()
+
+
+def test_nms_faces_meaning() -> None:
+    """Two overlapping faces and one apart, at scale 0.5 (input = frame / 2), one box half out."""
+    boxes = np.array([[10, 10, 30, 30], [11, 11, 31, 31], [40, 5, 60, 25], [-10, -10, 5, 5]], np.float32)
+    scores = np.array([0.8, 0.9, 0.7, 0.6], np.float32)
+    points = np.tile(np.arange(10, dtype=np.float32), (4, 1)).reshape(4, 5, 2)
+    for impl in ("cython", "python"):
+        with using(impl):
+            b, s, p = fastpath.nms_faces(boxes, scores, points, 0.4, 10, 0.5, 100.0, 45.0)
+            assert s.tolist() == pytest.approx([0.9, 0.7, 0.6])  # 0 goes under 1
+            np.testing.assert_allclose(b, [[22, 22, 40, 23], [80, 10, 20, 35], [0, 0, 10, 10]])
+            np.testing.assert_allclose(p[0].ravel(), np.arange(10) * 2.0)
+            assert fastpath.nms_faces(boxes, scores, points, 0.4, 1, 0.5, 100.0, 45.0)[1].tolist() == [
+                pytest.approx(0.9)
+            ]
+            assert fastpath.nms_faces(boxes[:0], scores[:0], points[:0], 0.4, 10, 1.0, 9.0, 9.0)[0].shape == (0, 4)
+
+
+def _levels(rng: np.random.Generator, shape: tuple[int, int], strides: tuple[int, ...]) -> list[fastpath.GridLevel]:
+    h, w = shape
+    levels: list[fastpath.GridLevel] = []
+    for s in strides:
+        rows, cols = h // s, w // s
+        cls, obj, bbox, kps = _grid_outputs(rng, rows * cols)
+        # YuNet's own layout (1, N, k) on the first level, flat arrays on the others
+        if s == strides[0]:
+            levels.append((cls[None, :, None], obj[None, :, None], bbox[None], kps[None], cols, float(s)))
+        else:
+            levels.append((cls, obj, bbox, kps, cols, float(s)))
+    return levels
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    cols=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    score_th=st.sampled_from([0.0, 0.3, 0.6, 0.9]),
+    iou_th=st.sampled_from([0.3, 0.4, 1.0]),
+    max_keep=st.integers(0, 2000),
+    scale=st.sampled_from([1.0, 0.75, 2.0]),
+)
+def test_grid_faces_parity(
+    rows: int, cols: int, seed: int, score_th: float, iou_th: float, max_keep: int, scale: float
+) -> None:
+    """Random grids with NaN scores, scores outside 0..1 and boxes partly outside the frame."""
+    rng = np.random.default_rng(seed)
+    shape = (rows * 32, cols * 32)
+    levels = _levels(rng, shape, (8, 16, 32))
+    if rng.random() < 0.3:  # exp overflows on a passing cell: an infinite box is no face
+        levels[1][2].reshape(-1, 4)[:, 2] = 100.0
+    fw, fh = shape[1] / scale, shape[0] / scale
+    cy_, py_ = both(fastpath.grid_faces, levels, score_th, iou_th, max_keep, scale, fw, fh)
+    if cy_[1].tolist() != py_[1].tolist():  # only a near-tie in IoU may decide otherwise (expf vs exp)
+        assert iou_th < 1.0
+        return
+    _faces_agree(cy_, py_, np.array([fw, fh], np.float32))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda lv: [lv[0][:5]], "a grid level is"),
+        (lambda lv: [(lv[0][0], lv[0][1][:, :3], *lv[0][2:])], "same cells"),
+        (lambda lv: [(*lv[0][:4], 7, 8.0)], "cols must be"),
+        (lambda lv: [(*lv[0][:4], lv[0][4], 0.0)], "stride must be"),
+        (lambda lv: [(lv[0][0], lv[0][1], np.zeros(5, np.float32), *lv[0][3:])], "4 value"),
+    ],
+    ids=["short level", "cells", "cols", "stride", "bbox values"],
+)
+def test_grid_faces_validation(change: Callable[[list[fastpath.GridLevel]], Any], match: str) -> None:
+    levels = _levels(np.random.default_rng(0), (32, 64), (8,))
+    for impl in ("cython", "python"):
+        with using(impl), pytest.raises(ValueError, match=match):
+            fastpath.grid_faces(change(levels), 0.5, 0.3, 10, 1.0, 64.0, 32.0)
+        with using(impl), pytest.raises(ValueError, match="score_th must be finite"):
+            fastpath.grid_faces(levels, float("nan"), 0.3, 10, 1.0, 64.0, 32.0)
 
 
 @pytest.mark.parametrize(
     ("args", "match"),
     [
-        ((np.zeros(6), np.zeros(5), np.zeros((6, 4)), np.zeros((6, 10)), 3, 8.0, 0.5), "same cells"),
-        ((np.zeros(6), np.zeros(6), np.zeros((6, 4)), np.zeros((6, 10)), 4, 8.0, 0.5), "cols"),
-        ((np.zeros(6), np.zeros(6), np.zeros((6, 4)), np.zeros((6, 10)), 3, 0.0, 0.5), "stride"),
-        ((np.zeros(6), np.zeros(6), np.zeros((6, 4)), np.zeros((6, 10)), 3, 8.0, float("nan")), "score_th"),
+        ((float("nan"), 10, 1.0, 64.0, 32.0), "iou_th must be finite"),
+        ((0.3, -1, 1.0, 64.0, 32.0), "max_keep"),
+        ((0.3, 10, 0.0, 64.0, 32.0), "scale must be"),
+        ((0.3, 10, 1.0, float("inf"), 32.0), "width and height"),
     ],
 )
-def test_grid_decode_validation(args: tuple[object, ...], match: str) -> None:
+def test_nms_faces_validation(args: tuple[float, int, float, float, float], match: str) -> None:
+    boxes, scores, points = np.zeros((2, 4), np.float32), np.zeros(2, np.float32), np.zeros((2, 5, 2), np.float32)
     with pytest.raises(ValueError, match=match):
-        fastpath.grid_decode(*args)  # type: ignore[arg-type]
+        fastpath.nms_faces(boxes, scores, points, *args)
+    with pytest.raises(ValueError, match="points must be"):
+        fastpath.nms_faces(boxes, scores, points[:, :4], 0.3, 10, 1.0, 64.0, 32.0)
+    with pytest.raises(ValueError, match="boxes must be"):
+        fastpath.nms_faces(boxes[:, :3], scores, points, 0.3, 10, 1.0, 64.0, 32.0)

@@ -10,14 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ConfigError
+import fastpath
+from agent.errors import ConfigError, ModelError
 from agent.models import Manifest
 from agent.vision.face_detect import (
     Face,
     FaceDetector,
-    decode_yunet,
     detector_kind,
     retinaface_priors,
+    yunet_levels,
 )
 from agent.vision.runtime import OnnxModel
 
@@ -149,7 +150,7 @@ def _decode_yunet_by_definition(outputs: dict[str, np.ndarray], size: tuple[int,
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), th=st.sampled_from([0.0, 0.3, 0.6, 0.9, 0.999]))
-def test_decode_yunet_keeps_exactly_the_cells_of_its_rule(seed: int, th: float) -> None:
+def test_yunet_grids_keep_exactly_the_cells_of_its_rule(seed: int, th: float) -> None:
     """The candidate pre-filter (cls * obj > th^2) changes nothing: scores outside 0..1 (clipped),
     a threshold of 0 and values right at the threshold included."""
     rng = np.random.default_rng(seed)
@@ -163,8 +164,18 @@ def test_decode_yunet_keeps_exactly_the_cells_of_its_rule(seed: int, th: float) 
         cls[:k] = (th * (1 + np.linspace(-1e-4, 1e-4, k))).astype(np.float32)
         obj[:k] = np.float32(th)
         outputs |= {f"cls_{s}": cls[None, :, None], f"obj_{s}": obj[None, :, None]}
-        outputs |= {f"bbox_{s}": rng.normal(size=(1, n, 4)).astype(np.float32)}
+        # centres inside their cells: no box falls outside the frame (none is dropped by the clip)
+        bbox = np.concatenate([rng.uniform(0, 1, (n, 2)), rng.normal(size=(n, 2))], axis=1)
+        outputs |= {f"bbox_{s}": bbox[None].astype(np.float32)}
         outputs |= {f"kps_{s}": rng.normal(size=(1, n, 10)).astype(np.float32)}
-    boxes, scores, points = decode_yunet(outputs, (h, w), th)
-    np.testing.assert_array_equal(scores, _decode_yunet_by_definition(outputs, (h, w), th))
+    # IoU threshold 1: NMS keeps every candidate; best score first
+    boxes, scores, points = fastpath.grid_faces(yunet_levels(outputs, (h, w)), th, 1.0, 10**6, 1.0, w, h)
+    want = _decode_yunet_by_definition(outputs, (h, w), th)
+    np.testing.assert_array_equal(scores, np.sort(want)[::-1])
     assert boxes.shape == (len(scores), 4) and points.shape == (len(scores), 5, 2)
+
+
+def test_yunet_outputs_of_another_size_are_a_model_error() -> None:
+    outputs = {f"{k}_{s}": np.zeros((1, 12, 1), np.float32) for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)}
+    with pytest.raises(ModelError, match="stride 8: 12 cells, expected 8x12"):
+        yunet_levels(outputs, (64, 96))
