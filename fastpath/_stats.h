@@ -25,6 +25,13 @@ static inline int fp_grey_px(int b, int g, int r, int16_t *grey) {
 }
 
 #if FP_SSE2
+/* The two 64-bit lanes' sum (through memory: _mm_cvtsi128_si64 is x86-64 only). */
+static inline int64_t fp_hsum_epi64_sse2(__m128i v) {
+    int64_t t[2];
+    _mm_storeu_si128((__m128i *)t, v);
+    return t[0] + t[1];
+}
+
 /* Grey of 16 pixels from their B, G, R bytes into grey[0:16]; returns their max - min spreads
  * summed in the two 64-bit halves. pmaddwd on (B, G) and (R, 1) word pairs gives
  * B*wb + G*wg and R*wr + 2^14 in 32 bits (every weight < 2^15). */
@@ -71,7 +78,7 @@ static ptrdiff_t fp_grey_row3_sse2(const uint8_t *p, ptrdiff_t w, int16_t *grey,
         acc = _mm_add_epi64(acc, fp_grey16_sse2(v[0], v[2], v[4], grey + x));
         acc = _mm_add_epi64(acc, fp_grey16_sse2(v[1], v[3], v[5], grey + x + 16));
     }
-    *spread += _mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+    *spread += fp_hsum_epi64_sse2(acc);
     return x;
 }
 #endif
@@ -103,7 +110,7 @@ FP_AVX2 static ptrdiff_t fp_grey_row3_avx2(const uint8_t *p, ptrdiff_t w, int16_
                                  _mm_shuffle_epi8(v2, r2));
         acc = _mm_add_epi64(acc, fp_grey16_sse2(b, g, r, grey + x));
     }
-    *spread += _mm_cvtsi128_si64(acc) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+    *spread += fp_hsum_epi64_sse2(acc);
     return x;
 }
 #endif
