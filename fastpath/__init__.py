@@ -38,6 +38,7 @@ __all__ = [
     "Transform",
     "bank_search",
     "crop_resize",
+    "crop_stats",
     "grid_faces",
     "implementation",
     "letterbox_chw",
@@ -404,6 +405,46 @@ def warp_affine_chw(
     buf = np.empty((1, 3, out_h, out_w), dtype=np.float32)
     _kernels[0].warp_affine_chw(img, buf[0], *inv, bool(swap_rb), *_affine_terms(mean3, scale3), *border3)
     return buf
+
+
+# ----------------------------------------------------------------------------------------------
+# Image statistics
+# ----------------------------------------------------------------------------------------------
+_UINT8 = np.dtype(np.uint8)
+
+
+def crop_stats(img: npt.NDArray[np.uint8]) -> tuple[float, float]:
+    """Focus and colour of an image in one pass: ``(sharpness, chroma)``.
+
+    ``img``: uint8 HxWx3 (BGR) or HxW / HxWx1 (grey), H, W >= 1, any strides (a view such as
+    the centre of a crop is read in place, not copied). ``sharpness`` is the population variance
+    of the Laplacian of the grey image: ``cv2.cvtColor(img, COLOR_BGR2GRAY)`` then
+    ``cv2.Laplacian(grey, CV_32F)`` (ksize 1, ``BORDER_REFLECT_101``), summed in exact integers
+    (``cv2.meanStdDev``'s standard deviation squared agrees to ~1e-16); ``chroma`` the mean of
+    ``max(B,G,R) - min(B,G,R)`` over the pixels (0.0 for grey). Both are correctly rounded
+    ratios. Spec: :func:`fastpath._reference.crop_stats`.
+    """
+    if _kernels is not None and type(img) is np.ndarray and img.dtype is _UINT8 and img.ndim == 3:
+        # hot path: a BGR crop (its centre is a strided view, read in place)
+        h, w, c = img.shape
+        if c == 3 and h and w:
+            hot: tuple[float, float] = _kernels[0].crop_stats(img)
+            return hot
+    if not isinstance(img, np.ndarray):
+        raise ValueError(f"img must be a numpy array, got {type(img).__name__}")
+    if img.dtype != _UINT8:
+        raise ValueError(f"img must be uint8, got {img.dtype}")
+    shape = img.shape
+    if len(shape) == 2:
+        img = img[:, :, None]
+    elif len(shape) != 3 or (shape[2] != 3 and shape[2] != 1):
+        raise ValueError(f"img must be HxW, HxWx1 (grey) or HxWx3 (BGR), got shape {shape}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"img is empty: shape {shape}")
+    if _kernels is None:
+        return ref.crop_stats(img)
+    stats: tuple[float, float] = _kernels[0].crop_stats(img)
+    return stats
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,9 +12,12 @@ the GIL. Three resampling kinds are chosen from the taps when a plan is built:
   then a horizontal blend of each output pixel's two taps, stored straight into the planes.
 
 Letterbox borders are filled only where the resampled region does not cover the output.
+
+``crop_stats`` (a face crop's focus and colour) is one pass over a strided view, integers only
+(_stats.h): each row's grey and spread, then the Laplacian of the row above from three grey rows.
 """
 
-from libc.stdint cimport int32_t, uint8_t, uint16_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
 
 
@@ -38,6 +41,11 @@ cdef extern from "_resample.h" nogil:
                         int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
     void fp_warp_row(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, const double *m, Py_ssize_t y,
                      Py_ssize_t ow, float **dst, const float *mul, const float *add, const float *border)
+
+
+cdef extern from "_stats.h" nogil:
+    void fp_crop_sums(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, Py_ssize_t rs, Py_ssize_t ps,
+                      Py_ssize_t cs, int channels, int16_t *scratch, int64_t *out)
 
 
 cdef enum Kind:
@@ -395,3 +403,35 @@ def channel_sums(const uint8_t[:, :, ::1] img, double[::1] out):
     out[0] = <double> s0
     out[1] = <double> s1
     out[2] = <double> s2
+
+
+cdef enum:
+    STATS_STACK_W = 1024  # rows up to this wide use scratch on the stack (6 KB), wider ones malloc
+
+cdef int64_t EXACT = 1LL << 53  # integers up to 2^53 are exact in a double
+
+
+def crop_stats(const uint8_t[:, :, :] img):
+    """(sharpness, chroma) of an HxWxC view (C = 1 grey or 3 BGR, any strides, H, W >= 1): see
+    _reference.crop_stats. The sums are exact integers. While the ratios' terms are at most 2^53
+    (a face crop's are far below) they are exact as doubles and one IEEE division rounds each
+    ratio correctly, as the reference's Python ints do; beyond, Python ints here too."""
+    cdef Py_ssize_t h = img.shape[0], w = img.shape[1]
+    cdef int16_t stack[3 * (STATS_STACK_W + 2)]
+    cdef int16_t *scratch = stack
+    cdef int64_t out[3]
+    cdef int64_t n = h * w
+    if w > STATS_STACK_W:
+        scratch = <int16_t *> malloc(3 * (w + 2) * sizeof(int16_t))
+        if scratch == NULL:
+            raise MemoryError()
+    with nogil:
+        fp_crop_sums(&img[0, 0, 0], h, w, img.strides[0], img.strides[1], img.strides[2], <int> img.shape[2],
+                     scratch, out)
+    if scratch != stack:
+        free(scratch)
+    # n * lap_sq <= 2^53 bounds the numerator (lap_sum^2 <= n * lap_sq) and n^2; spread <= 255 n
+    if n <= EXACT // n and out[1] <= EXACT // n:
+        return <double> (n * out[1] - out[0] * out[0]) / <double> (n * n), <double> out[2] / <double> n
+    cdef object nn = n, lap_sum = out[0]
+    return (nn * out[1] - lap_sum * lap_sum) / (nn * nn), <object> out[2] / nn

@@ -336,6 +336,52 @@ def warp_affine_chw(
 
 
 # ----------------------------------------------------------------------------------------------
+# Image statistics (reference)
+# ----------------------------------------------------------------------------------------------
+# OpenCV's COLOR_BGR2GRAY on uint8 (checked against cv2 on all 2^24 colours): 15-bit fixed point,
+# grey = (B*3735 + G*19235 + R*9798 + 2^14) >> 15. (Its 14-bit YUV weights 1868, 9617, 4899 round
+# 0.26 % of the colours one level apart from what cvtColor gives.)
+GREY_WEIGHTS = (3735, 19235, 9798)  # B, G, R
+GREY_SHIFT = 15
+
+
+def crop_sums(img: npt.NDArray[np.uint8]) -> tuple[int, int, int]:
+    """Exact integer sums over an HxWxC uint8 image (C = 1 grey or 3 BGR, H, W >= 1, any strides):
+    (sum of the Laplacian of its grey image, sum of the Laplacian's squares, sum over the pixels
+    of ``max(B,G,R) - min(B,G,R)``, 0 for grey).
+
+    grey: OpenCV's ``COLOR_BGR2GRAY`` (:data:`GREY_WEIGHTS`), or the one channel. Laplacian:
+    ``cv2.Laplacian(grey, ksize=1)``, the kernel ``[[0,1,0],[1,-4,1],[0,1,0]]`` with
+    ``BORDER_REFLECT_101`` (``g[-1] = g[1]``; a 1-pixel-wide dimension reflects onto itself), whole
+    numbers in [-1020, 1020].
+    """
+    x = img.astype(np.int64)
+    if x.shape[2] == 3:
+        b, g, r = x[..., 0], x[..., 1], x[..., 2]
+        wb, wg, wr = GREY_WEIGHTS
+        grey = (b * wb + g * wg + r * wr + (1 << (GREY_SHIFT - 1))) >> GREY_SHIFT
+        spread = int((x.max(axis=2) - x.min(axis=2)).sum())
+    else:
+        grey, spread = x[..., 0], 0
+    p = np.pad(grey, 1, mode="reflect")  # NumPy's "reflect" is OpenCV's REFLECT_101
+    lap = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4 * p[1:-1, 1:-1]
+    return int(lap.sum()), int((lap * lap).sum()), spread
+
+
+def stats_of_sums(lap_sum: int, lap_sq: int, spread: int, n: int) -> tuple[float, float]:
+    """(population variance of the Laplacian, mean spread) of ``n`` pixels from
+    :func:`crop_sums`: ``(n·Σl² − (Σl)²) / n²`` and ``Σspread / n``, each a ratio of Python
+    integers, so correctly rounded (the same float on every platform and build)."""
+    return (n * lap_sq - lap_sum * lap_sum) / (n * n), spread / n
+
+
+def crop_stats(img: npt.NDArray[np.uint8]) -> tuple[float, float]:
+    """(sharpness, chroma) of an HxWxC uint8 image: the variance of the Laplacian of its grey
+    image and the mean ``max(B,G,R) - min(B,G,R)`` (0.0 for grey), from :func:`crop_sums`."""
+    return stats_of_sums(*crop_sums(img), img.shape[0] * img.shape[1])
+
+
+# ----------------------------------------------------------------------------------------------
 # Bank search (reference)
 # ----------------------------------------------------------------------------------------------
 def inv_norms(vectors: FloatArray) -> FloatArray:

@@ -17,6 +17,11 @@ T = TypeVar("T")
 
 # Real test images (read with cv2.imread, BGR), relative to the eval directory.
 REAL_IMAGES = ("images/bus.jpg", "images/zidane.jpg", "images/chelsea.png")
+# The ArcFace 5-point template of a 112x112 aligned face crop (eyes, nose, mouth corners).
+ARCFACE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+     [70.7299, 92.2041]], np.float32,
+)  # fmt: skip
 
 
 @contextmanager

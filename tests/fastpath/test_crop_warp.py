@@ -18,12 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastpath
-from tests.fastpath import REAL_IMAGES, both, random_image, read_image, using
-
-ARCFACE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
-     [70.7299, 92.2041]], np.float32,
-)  # fmt: skip
+from tests.fastpath import ARCFACE, REAL_IMAGES, both, random_image, read_image, using
 
 
 def warp_matrix(cx: float, cy: float, side: float, out: int) -> npt.NDArray[np.float64]:

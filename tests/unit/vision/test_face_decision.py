@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+import fastpath
 from agent.vision.face_align import align_face
 from agent.vision.face_decision import DecisionRule, confidence_of, decide
 from agent.vision.face_quality import GREY_CHROMA, Quality, QualityLimits, chroma, measure, sharpness, verdict
@@ -101,6 +102,45 @@ def test_blur_and_grey_measures_on_a_real_face(eval_dir: Path) -> None:
     grey = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     assert measure(points, 0.99, grey).grey and chroma(grey) == 0.0
     assert verdict(measure(points, 0.99, blurred), QualityLimits()) == "blurred"
+
+
+def _opencv_measures(crop: np.ndarray) -> tuple[float, float]:
+    """sharpness and chroma as the gate computed them before fastpath.crop_stats."""
+    h, w = crop.shape[:2]
+    core = crop[h * 18 // 112 : h * 100 // 112, w * 16 // 112 : w * 96 // 112]
+    grey = core if core.ndim == 2 else cv2.cvtColor(core, cv2.COLOR_BGR2GRAY)
+    _, sd = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_32F))
+    if core.ndim == 2:
+        return float(sd[0, 0]) ** 2, 0.0
+    b, g, r = core[..., 0], core[..., 1], core[..., 2]
+    spread = np.maximum(np.maximum(b, g), r) - np.minimum(np.minimum(b, g), r)
+    return float(sd[0, 0]) ** 2, float(spread.mean())
+
+
+def test_measures_are_the_opencv_ones(eval_dir: Path) -> None:
+    """One fused pass gives what cvtColor + Laplacian + meanStdDev and NumPy's spread gave: real
+    crops (colour, grey as 3 channels, grey 2-D, blurred, another size), any fastpath implementation."""
+    root = eval_dir / "faces_open" / "lfw_deepfunneled"
+    points = np.array([[105, 115], [145, 115], [125, 140], [108, 160], [142, 160]], np.float32)
+    crops = []
+    for person in sorted(root.iterdir())[:6]:
+        image = cv2.imread(str(sorted(person.iterdir())[0]))
+        assert image is not None
+        crop = align_face(image, points)
+        grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+        crops += [crop, cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), grey, cv2.GaussianBlur(crop, (0, 0), 3)]
+        crops.append(align_face(image, points, 128))  # another crop size: another centre
+    for impl in ("cython", "python"):
+        fastpath.set_implementation(impl)
+        try:
+            for crop in crops:
+                sharp, colour = _opencv_measures(crop)
+                assert sharpness(crop) == pytest.approx(sharp, rel=1e-9)
+                assert chroma(crop) == colour
+                q = measure(points, 0.9, crop)
+                assert (q.sharpness, q.grey) == (sharpness(crop), colour < GREY_CHROMA)
+        finally:
+            fastpath.set_implementation("auto")
 
 
 def test_poor_faces_abstain_from_the_track_vote() -> None:
