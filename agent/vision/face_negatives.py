@@ -63,4 +63,8 @@ def apply_negatives(
     matches: Sequence[Match], embeddings: Sequence[np.ndarray], negatives: NegativeIndex | None
 ) -> list[Match]:
     """:func:`veto` for each face of a frame."""
+    if len(matches) != len(embeddings):
+        raise ValueError(f"{len(matches)} matches but {len(embeddings)} embeddings")
+    if negatives is None:  # no corrections (the usual case): nothing to compare
+        return list(matches)
     return [veto(m, e, negatives) for m, e in zip(matches, embeddings, strict=True)]
