@@ -12,9 +12,9 @@ Speed: the kernels' inner loops are C (``_resample.h``, ``_dots.h``) with SSE2 o
 AVX2/FMA/F16C variants picked at run time (:func:`simd_level`); the build stays portable. The
 hot calls skip re-validation: a letterbox plan is cached per argument set (``_plans``) and a bank
 keeps a Cython handle, so a 640x480 → 320 letterbox costs ~2 µs of Python around the kernel and a
-100-entry bank search ~1.5 µs in all. :func:`label_scores`, run per face right after a model run
-(cold caches), is one C call that checks its arrays with NumPy's C macros; only what it refuses
-goes through the Python validation.
+100-entry bank search ~1.5 µs in all. :func:`label_scores` and :func:`l2_normalise`, run per face
+right after a model run (cold caches), are one C call that checks its arrays with NumPy's C
+macros; only what it refuses goes through the Python validation.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = [
     "crop_resize",
     "grid_decode",
     "implementation",
+    "l2_normalise",
     "label_scores",
     "letterbox_chw",
     "make_bank",
@@ -585,6 +586,27 @@ def label_scores(
     if found is None:  # the arrays are as the kernel takes them: it refused the runs
         raise ValueError(_STARTS_SPLIT)
     return found
+
+
+def l2_normalise(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """``x / |x|`` as a new float32 (D,) vector, ``x`` flattened (an embedder's output, e.g.
+    (1, 128)); a copy of ``x`` when ``|x|`` is 0 or NaN (a garbage output stays garbage, it is not
+    refused). ``|x|`` is a float32 dot product, as ``np.dot`` (spec:
+    :func:`fastpath._reference.l2_normalise`); the result may differ from NumPy's in the last bit.
+    A C-contiguous float32 array takes one C call, anything else is converted first.
+    """
+    if _kernels is not None:
+        out: npt.NDArray[np.float32] | None = _kernels[1].l2_normalise(x)
+        if out is not None:
+            return out
+    v = np.asarray(x)
+    if v.dtype.kind not in "fiu":
+        raise ValueError(f"x must be numeric, got {v.dtype}")
+    v = np.require(v, np.float32, ["C", "A", "E"])
+    if _kernels is None:
+        return ref.l2_normalise(v)
+    done: npt.NDArray[np.float32] = _kernels[1].l2_normalise(v)
+    return done
 
 
 # ----------------------------------------------------------------------------------------------

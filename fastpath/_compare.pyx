@@ -1,8 +1,8 @@
 # cython: language_level=3
 """Bank search kernels: cosine / L2 top-k over float32, float16 and int8 banks; one embedding's
-per-label scores against a bank grouped by label, with its top two.
+per-label scores against a bank grouped by label, with its top two; L2 normalisation.
 
-See fastpath/_reference.py (bank_scores, top_k, label_scores) for the spec; inputs
+See fastpath/_reference.py (bank_scores, top_k, label_scores, l2_normalise) for the spec; inputs
 are validated by fastpath/__init__.py. Ties keep the lower index (like a stable sort). The dot
 products run in blocks of rows through _simd.h (AVX2 + FMA + F16C when the CPU has them, else
 SSE2 / plain C); the block's scores then go through a small sorted top-k list (bank search) or a
@@ -12,7 +12,7 @@ per-label max (label_scores).
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport INFINITY, sqrt
+from libc.math cimport INFINITY, sqrt, sqrtf
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
 from libc.stdlib cimport free, malloc
 
@@ -341,11 +341,11 @@ cdef inline bint _carray(object a, int typenum, int ndim) noexcept:
             and (ndim < 0 or cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim) and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray> a))
 
 
-# The entry point below runs once per face right after a model run, when the caches are cold and
-# typed memoryviews plus the wrapper's attribute checks cost tens of us a face (measured). So it
-# takes the arrays as objects, checks them with NumPy's C macros and returns None for anything
-# else, like BankHandle.search1; fastpath.label_scores then validates (with clear messages),
-# converts and calls again.
+# The two entry points below run once per face right after a model run, when the caches are cold
+# and typed memoryviews plus the wrappers' attribute checks cost ~40 us a face (measured). So they
+# take the arrays as objects, check them with NumPy's C macros and return None for anything else,
+# like BankHandle.search1; fastpath.label_scores / l2_normalise then validate (with clear
+# messages), convert and call again.
 def label_scores(object grouped, object starts, object embedding):
     """(scores float32 (L,), best, similarity, lead or None): see _reference.label_scores. None
     unless ``grouped`` is float32 (N, D >= 1), ``starts`` int64 (L,) and ``embedding`` float32 (D,)
@@ -374,3 +374,28 @@ def label_scores(object grouped, object starts, object embedding):
         return None
     return scores, best, (<double> sp[best] if best >= 0 else 0.0), (<double> lead if nl >= 2 else None)
 
+
+def l2_normalise(object x):
+    """x / |x| flattened into a new float32 vector (a copy of x when |x| is 0 or NaN): see
+    _reference.l2_normalise. None unless ``x`` is a float32 array (exact ndarray, any shape,
+    C-contiguous, aligned, native)."""
+    if not _carray(x, cnp.NPY_FLOAT32, -1):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray> x), j
+    cdef const float *xp = <const float *> cnp.PyArray_DATA(<cnp.ndarray> x)
+    cdef float ss = 0.0, norm
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
+    cdef float *op = <float *> cnp.PyArray_DATA(out)
+    with nogil:
+        for j in range(n):
+            ss += xp[j] * xp[j]  # float32, as np.dot: |x| overflows to inf past ~1.8e19
+        norm = sqrtf(ss)
+        if norm > 0:  # not NaN
+            for j in range(n):
+                op[j] = xp[j] / norm
+        else:
+            for j in range(n):
+                op[j] = xp[j]
+    return out

@@ -428,6 +428,16 @@ def label_scores(
     return scores, best, float(scores[best]), lead
 
 
+def l2_normalise(x: FloatArray) -> FloatArray:
+    """``x / |x|`` as a new float32 vector, ``|x|`` from a float32 dot product (it overflows to
+    inf past ~1.8e19, which makes the entries 0, or NaN where they are inf); a copy of ``x`` when
+    ``|x|`` is 0 or NaN. ``x`` is a float32 array, flattened (C order)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = x.reshape(-1)
+        norm = math.sqrt(float(np.dot(v, v)))
+        return v / np.float32(norm) if norm > 0 else v.copy()
+
+
 # ----------------------------------------------------------------------------------------------
 # Decoding (reference)
 # ----------------------------------------------------------------------------------------------
