@@ -12,7 +12,9 @@ Speed: the kernels' inner loops are C (``_resample.h``, ``_dots.h``) with SSE2 o
 AVX2/FMA/F16C variants picked at run time (:func:`simd_level`); the build stays portable. The
 hot calls skip re-validation: a letterbox plan is cached per argument set (``_plans``) and a bank
 keeps a Cython handle, so a 640x480 → 320 letterbox costs ~2 µs of Python around the kernel and a
-100-entry bank search ~1.5 µs in all.
+100-entry bank search ~1.5 µs in all. :func:`label_scores` and :func:`l2_normalise`, run per face
+right after a model run (cold caches), are one C call that checks its arrays with NumPy's C
+macros; only what it refuses goes through the Python validation.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ __all__ = [
     "crop_stats",
     "grid_faces",
     "implementation",
+    "l2_normalise",
+    "label_scores",
     "letterbox_chw",
     "make_bank",
     "nms",
@@ -563,6 +567,90 @@ def bank_search(
         data, _BANK_KINDS[bank.dtype], bank.inv_norms, bank.norms, bank.scales, q, kk, metric == "cosine"
     )
     return idx, out
+
+
+_STARTS_SPLIT = "starts must begin at 0 and increase strictly below N (one non-empty run of rows per label)"
+
+
+def label_scores(
+    grouped: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], embedding: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float32], int, float, float | None]:
+    """One embedding against a bank grouped by label, in one pass (spec:
+    :func:`fastpath._reference.label_scores`): ``(scores float32 (L,), best, similarity, lead)``.
+
+    ``grouped`` float32 (N, D) rows, label ``l`` owning rows ``starts[l]`` up to the next start
+    (the last up to N); ``starts`` int64 (L,), beginning at 0 and increasing strictly below N
+    (L = 0 when N = 0); both C-contiguous numpy arrays, prepared once (a face bank's). A label's
+    score is ``0.5 + 0.5 * max`` of its rows' dot products with ``embedding`` (float32; NaN if
+    one is NaN); ``best`` the ``np.argmax`` of the scores (first of ties, first NaN; -1 when
+    L = 0), ``similarity`` its score (0.0 when L = 0), ``lead`` how far it scores above the best
+    other label (float32; NaN once a score is NaN; ``None`` when L < 2). ``embedding``: D values;
+    a C-contiguous float32 (D,) array is used as it is, anything else (another dtype or layout,
+    (1, D)) converted. Dot products are summed in another order than BLAS's: scores may differ
+    from ``grouped @ embedding``'s in the last bits.
+
+    The hot path is one C call that checks the arrays with NumPy's C macros (it runs per face
+    right after a model run, when every Python-level check costs microseconds); anything it does
+    not take comes back here to be validated, converted or refused with a clear message.
+    """
+    if _kernels is not None:
+        found: tuple[npt.NDArray[np.float32], int, float, float | None] | None = _kernels[1].label_scores(
+            grouped, starts, embedding
+        )
+        if found is not None:
+            return found
+    if (
+        type(grouped) is not np.ndarray
+        or grouped.dtype != np.float32
+        or grouped.ndim != 2
+        or grouped.shape[1] < 1
+        or not (grouped.flags.c_contiguous and grouped.flags.aligned)
+    ):
+        raise ValueError("grouped must be a C-contiguous float32 (N, D) numpy array with D >= 1")
+    if (
+        type(starts) is not np.ndarray
+        or starts.dtype != np.int64
+        or starts.ndim != 1
+        or not (starts.flags.c_contiguous and starts.flags.aligned)
+    ):
+        raise ValueError("starts must be a C-contiguous int64 (L,) numpy array")
+    q = np.asarray(embedding)
+    if q.dtype.kind not in "fiu":
+        raise ValueError(f"embedding must be numeric, got {q.dtype}")
+    if q.size != grouped.shape[1]:
+        raise ValueError(f"embedding must hold D = {grouped.shape[1]} values like the rows, got shape {q.shape}")
+    q = np.require(q, np.float32, ["C", "A", "E"]).reshape(-1)  # C-contiguous, aligned, native
+    if _kernels is None:
+        n, nl = grouped.shape[0], starts.shape[0]
+        runs = nl > 0 and starts[0] == 0 and starts[-1] < n and bool((np.diff(starts) > 0).all())
+        if not (nl == 0 if n == 0 else runs):
+            raise ValueError(_STARTS_SPLIT)
+        return ref.label_scores(grouped, starts, q)
+    found = _kernels[1].label_scores(grouped, starts, q)
+    if found is None:  # the arrays are as the kernel takes them: it refused the runs
+        raise ValueError(_STARTS_SPLIT)
+    return found
+
+
+def l2_normalise(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """``x / |x|`` as a new float32 (D,) vector, ``x`` flattened (an embedder's output, e.g.
+    (1, 128)); a copy of ``x`` when ``|x|`` is 0 or NaN (a garbage output stays garbage, it is not
+    refused). ``|x|`` is a float32 dot product, as ``np.dot`` (spec:
+    :func:`fastpath._reference.l2_normalise`); the result may differ from NumPy's in the last bit.
+    A C-contiguous float32 array takes one C call, anything else is converted first.
+    """
+    if _kernels is not None:
+        out: npt.NDArray[np.float32] | None = _kernels[1].l2_normalise(x)
+        if out is not None:
+            return out
+    v = np.asarray(x)
+    if v.dtype.kind not in "fiu":
+        raise ValueError(f"x must be numeric, got {v.dtype}")
+    v = np.require(v, np.float32, ["C", "A", "E"])
+    if _kernels is None:
+        return ref.l2_normalise(v)
+    done: npt.NDArray[np.float32] = _kernels[1].l2_normalise(v)
+    return done
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
 # cython: language_level=3
-"""Bank search kernels: cosine / L2 top-k over float32, float16 and int8 banks.
+"""Bank search kernels: cosine / L2 top-k over float32, float16 and int8 banks; one embedding's
+per-label scores against a bank grouped by label, with its top two; L2 normalisation.
 
-See fastpath/_reference.py (bank_scores, top_k) for the spec; inputs are validated by
-fastpath/__init__.py. Ties keep the lower index (like a stable sort). The dot products run in
-blocks of rows through _simd.h (AVX2 + FMA + F16C when the CPU has them, else SSE2 / plain C);
-the block's scores then go through a small sorted top-k list.
+See fastpath/_reference.py (bank_scores, top_k, label_scores, l2_normalise) for the spec; inputs
+are validated by fastpath/__init__.py. Ties keep the lower index (like a stable sort). The dot
+products run in blocks of rows through _simd.h (AVX2 + FMA + F16C when the CPU has them, else
+SSE2 / plain C); the block's scores then go through a small sorted top-k list (bank search) or a
+per-label max (label_scores).
 """
 
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport sqrt
+from libc.math cimport INFINITY, sqrt, sqrtf
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
 from libc.stdlib cimport free, malloc
 
@@ -277,3 +279,123 @@ cdef class BankHandle:
         if rc != 0:
             raise ValueError("query must be finite")
         return idx, out
+
+
+# ----------------------------------------------------------------------------------------------
+# One embedding against a bank grouped by label (a face bank): per-label scores and the top two
+# ----------------------------------------------------------------------------------------------
+cdef int _label_scores(
+    const float *data, Py_ssize_t n, Py_ssize_t d, const int64_t *starts, Py_ssize_t nl,
+    const float *q, float *out, Py_ssize_t *best, float *lead,
+) noexcept nogil:
+    """The pass of label_scores: the dot products a block of rows at a time (_dots.h), each
+    label's max, its score, the top two. Returns -1, having read nothing outside the rows, when
+    ``starts`` do not split the rows [0, n) into ``nl`` non-empty runs; else 0."""
+    cdef float block[BLOCK]
+    cdef Py_ssize_t l, row = 0, b0 = 0, bend = 0, end, m
+    cdef float c, mx = 0.0, s, top = -INFINITY, sec = -INFINITY
+    cdef bint nan = False
+    best[0] = -1
+    if nl == 0:
+        return 0 if n == 0 else -1
+    if starts[0] != 0:
+        return -1
+    best[0] = 0
+    for l in range(nl):
+        end = starts[l + 1] if l + 1 < nl else n
+        if end <= row or end > n:
+            return -1
+        while row < end:
+            if row == bend:
+                m = BLOCK if n - row > BLOCK else n - row
+                fp_dots_f32(data + row * d, m, d, q, block, 0)
+                b0 = row
+                bend = row + m
+            c = block[row - b0]
+            # np.maximum: a NaN sticks (compared explicitly: the build keeps NaN semantics)
+            if row == starts[l] or (mx == mx and not (c <= mx)):
+                mx = c
+            row += 1
+        s = <float> 0.5 + <float> 0.5 * mx
+        out[l] = s
+        # the top two: np.argmax's pick (the first of ties, the first NaN) and lead_of's runner-up
+        if nan:
+            continue
+        if s != s:
+            nan = True
+            best[0] = l
+            top = s
+        elif s > top:
+            sec = top
+            top = s
+            best[0] = l
+        elif s > sec:
+            sec = s
+    lead[0] = top - sec  # float32, as lead_of; NaN once a score is NaN
+    return 0
+
+
+cdef inline bint _carray(object a, int typenum, int ndim) noexcept:
+    """An exact ndarray of this type and rank, C-contiguous, aligned, in native byte order."""
+    return (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
+            and (ndim < 0 or cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim) and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray> a))
+
+
+# The two entry points below run once per face right after a model run, when the caches are cold
+# and typed memoryviews plus the wrappers' attribute checks cost ~40 us a face (measured). So they
+# take the arrays as objects, check them with NumPy's C macros and return None for anything else,
+# like BankHandle.search1; fastpath.label_scores / l2_normalise then validate (with clear
+# messages), convert and call again.
+def label_scores(object grouped, object starts, object embedding):
+    """(scores float32 (L,), best, similarity, lead or None): see _reference.label_scores. None
+    unless ``grouped`` is float32 (N, D >= 1), ``starts`` int64 (L,) and ``embedding`` float32 (D,)
+    (exact ndarrays, C-contiguous, aligned, native) and ``starts`` split the N rows into L
+    non-empty runs."""
+    if not (_carray(grouped, cnp.NPY_FLOAT32, 2) and _carray(starts, cnp.NPY_INT64, 1)
+            and _carray(embedding, cnp.NPY_FLOAT32, 1)):
+        return None
+    cdef cnp.ndarray g = <cnp.ndarray> grouped
+    cdef Py_ssize_t n = cnp.PyArray_DIM(g, 0), d = cnp.PyArray_DIM(g, 1), best = -1
+    cdef Py_ssize_t nl = cnp.PyArray_DIM(<cnp.ndarray> starts, 0)
+    if d < 1 or cnp.PyArray_DIM(<cnp.ndarray> embedding, 0) != d:
+        return None
+    cdef float lead = 0.0
+    cdef int rc
+    cdef cnp.npy_intp dims[1]
+    dims[0] = nl
+    cdef cnp.ndarray scores = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
+    cdef float *sp = <float *> cnp.PyArray_DATA(scores)
+    cdef const float *gp = <const float *> cnp.PyArray_DATA(g)
+    cdef const int64_t *stp = <const int64_t *> cnp.PyArray_DATA(<cnp.ndarray> starts)
+    cdef const float *qp = <const float *> cnp.PyArray_DATA(<cnp.ndarray> embedding)
+    with nogil:
+        rc = _label_scores(gp, n, d, stp, nl, qp, sp, &best, &lead)
+    if rc != 0:
+        return None
+    return scores, best, (<double> sp[best] if best >= 0 else 0.0), (<double> lead if nl >= 2 else None)
+
+
+def l2_normalise(object x):
+    """x / |x| flattened into a new float32 vector (a copy of x when |x| is 0 or NaN): see
+    _reference.l2_normalise. None unless ``x`` is a float32 array (exact ndarray, any shape,
+    C-contiguous, aligned, native)."""
+    if not _carray(x, cnp.NPY_FLOAT32, -1):
+        return None
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray> x), j
+    cdef const float *xp = <const float *> cnp.PyArray_DATA(<cnp.ndarray> x)
+    cdef float ss = 0.0, norm
+    cdef cnp.npy_intp dims[1]
+    dims[0] = n
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(1, dims, cnp.NPY_FLOAT32, 0)
+    cdef float *op = <float *> cnp.PyArray_DATA(out)
+    with nogil:
+        for j in range(n):
+            ss += xp[j] * xp[j]  # float32, as np.dot: |x| overflows to inf past ~1.8e19
+        norm = sqrtf(ss)
+        if norm > 0:  # not NaN
+            for j in range(n):
+                op[j] = xp[j] / norm
+        else:
+            for j in range(n):
+                op[j] = xp[j]
+    return out

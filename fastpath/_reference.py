@@ -446,6 +446,45 @@ def top_k(scores: FloatArray, k: int, metric: Metric) -> tuple[IntArray, FloatAr
     return order, np.take_along_axis(scores, order, axis=1).astype(np.float32)
 
 
+def label_scores(
+    grouped: FloatArray, starts: IntArray, embedding: FloatArray
+) -> tuple[FloatArray, int, float, float | None]:
+    """One embedding against a bank grouped by label: per-label scores and the top two.
+
+    ``grouped`` (N, D) rows, label ``l`` owning rows ``starts[l]`` up to the next start (the last
+    label up to N); ``starts`` (L,) begins at 0 and increases strictly below N (L = 0 when N = 0).
+    ``embedding`` (D,) is used as given (unit rows and a unit embedding: cosines). Label ``l``'s
+    score is ``0.5 + 0.5 * max`` of its rows' dot products with the embedding, in float32 (a NaN
+    dot product makes its label's score NaN, like ``np.maximum``). ``best`` is ``np.argmax`` of the
+    scores (the first of ties; the first NaN if any), -1 when L = 0; ``similarity`` its score
+    (0.0 when L = 0); ``lead`` how far it scores above the best of the other labels, a float32
+    difference (NaN once a score is NaN), ``None`` when L < 2. Returns
+    ``(scores float32 (L,), best, similarity, lead)``.
+    """
+    if starts.shape[0] == 0:
+        return np.zeros(0, np.float32), -1, 0.0, None
+    with np.errstate(over="ignore", invalid="ignore"):  # a garbage embedding (inf) is no error
+        scores = (0.5 + 0.5 * np.maximum.reduceat(grouped @ embedding, starts)).astype(np.float32, copy=False)
+        best = int(np.argmax(scores))
+        if scores.size < 2:
+            return scores, best, float(scores[best]), None
+        # the two highest in one partition (NaN sorts last): the runner-up is the second unless
+        # the best is NaN, when the lead is NaN whichever is subtracted
+        second, first = np.partition(scores, scores.size - 2)[-2:]
+        lead = float(scores[best] - (second if scores[best] >= first else first))
+    return scores, best, float(scores[best]), lead
+
+
+def l2_normalise(x: FloatArray) -> FloatArray:
+    """``x / |x|`` as a new float32 vector, ``|x|`` from a float32 dot product (it overflows to
+    inf past ~1.8e19, which makes the entries 0, or NaN where they are inf); a copy of ``x`` when
+    ``|x|`` is 0 or NaN. ``x`` is a float32 array, flattened (C order)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = x.reshape(-1)
+        norm = math.sqrt(float(np.dot(v, v)))
+        return v / np.float32(norm) if norm > 0 else v.copy()
+
+
 # ----------------------------------------------------------------------------------------------
 # Decoding (reference)
 # ----------------------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ if even quality 50 does not fit.
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
@@ -52,6 +50,4 @@ def embed_crop(embedder: Model, crop: np.ndarray) -> np.ndarray:
     blob, _ = fastpath.letterbox_chw(
         crop, w, h, mode="stretch", swap_rb=spec.colour == "rgb", mean=spec.mean, scale=spec.scale
     )
-    vec = np.asarray(embedder(blob)[0], np.float32).reshape(-1)
-    norm = math.sqrt(float(np.dot(vec, vec)))
-    return vec / norm if norm > 0 else vec
+    return fastpath.l2_normalise(embedder(blob)[0])

@@ -75,7 +75,9 @@ def confidence_of(similarity: float, margin: float | None) -> float:
     ``margin`` is its lead over the next identity (``None`` when it is the only one)."""
     lead = LONE_MARGIN if margin is None else margin
     z = A_SIM * (similarity - 0.70) + A_MARGIN * lead + BIAS
-    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+    # max(-60, min(60, z)) without the builtins' calls (the same for NaN: it becomes 60)
+    z = z if z < 60.0 else 60.0
+    return 1.0 / (1.0 + math.exp(-(z if z > -60.0 else -60.0)))
 
 
 def lead_of(scores: np.ndarray, k: int) -> float | None:
@@ -94,8 +96,16 @@ def decide(scores: np.ndarray, rule: DecisionRule, quality: str | None = None, g
         return Decision(-1, -1, 0.0, 0.0, quality)
     best = int(np.argmax(scores))
     similarity = float(scores[best])
-    lead = lead_of(scores, best)
+    named, confidence = rule_on(similarity, lead_of(scores, best), rule, quality, grey)
+    return Decision(best if named else -1, best, similarity, confidence, quality)
+
+
+def rule_on(
+    similarity: float, lead: float | None, rule: DecisionRule, quality: str | None = None, grey: bool = False
+) -> tuple[bool, float]:
+    """The rule on the best identity alone, from its score and its :func:`lead_of` (``None``: it
+    is the only one): whether it is named, and the confidence. :func:`decide` once the scores are
+    ranked (``fastpath.label_scores`` ranks them in the pass that computes them)."""
     confidence = 0.0 if quality is not None else confidence_of(similarity, lead)
     margin = max(rule.margin, rule.margin_grey) if grey else rule.margin
-    named = quality is None and similarity > rule.match and (lead is None or lead >= margin)
-    return Decision(best if named else -1, best, similarity, confidence, quality)
+    return quality is None and similarity > rule.match and (lead is None or lead >= margin), confidence

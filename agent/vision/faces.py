@@ -39,7 +39,15 @@ import numpy as np
 import fastpath
 from agent.vision.face_align import align_blob, align_face
 from agent.vision.face_crops import embed_crop
-from agent.vision.face_decision import DEFAULT_MATCH, UNKNOWN, DecisionRule, confidence_of, decide, lead_of
+from agent.vision.face_decision import (
+    DEFAULT_MATCH,
+    UNKNOWN,
+    DecisionRule,
+    confidence_of,
+    decide,
+    lead_of,
+    rule_on,
+)
 from agent.vision.face_detect import DEFAULT_SCORE, Face, FaceDetector
 from agent.vision.face_negatives import NegativeIndex, apply_negatives
 from agent.vision.face_quality import QualityLimits, measure, verdict
@@ -94,10 +102,12 @@ class BankIndex:
     """Enrolled vectors prepared once for matching many embeddings: unit rows, the samples
     grouped by label, and for large banks an int8 :mod:`fastpath` bank.
 
-    Up to ``LARGE`` samples every sample is scored (one BLAS product, per-label max by
-    ``reduceat``). From ``LARGE`` samples on, fastpath's int8 top-``TOP_K`` search picks the
-    candidate samples (≥ 3x faster than NumPy at 100,000) and only those are scored exactly; a
-    label with no candidate gets the ``TOP_K``-th candidate's score, an upper bound of its own.
+    Up to ``LARGE`` samples every sample is scored, in one pass of ``fastpath.label_scores`` over
+    a copy of the rows grouped by label (dot products, each label's max and score, the best and
+    its lead over the runner-up). From ``LARGE`` samples on, fastpath's int8 top-``TOP_K`` search
+    picks the candidate samples (≥ 3x faster than NumPy at 100,000) and only those are scored
+    exactly; a label with no candidate gets the ``TOP_K``-th candidate's score, an upper bound of
+    its own.
     """
 
     LARGE = 8192
@@ -107,8 +117,9 @@ class BankIndex:
         self.labels = distinct_labels(bank_labels)
         self.n = 0 if bank_vectors is None else len(bank_labels)
         self.unit: np.ndarray | None = None
+        self.grouped: np.ndarray | None = None  # the unit rows grouped by label (below LARGE)
+        self.starts = np.zeros(0, np.int64)  # where each label's rows begin in `grouped`
         self.fast: fastpath.Bank | None = None
-        self.in_order = True  # samples already grouped by label (set below)
         if bank_vectors is None or self.n == 0:
             return
         if len(bank_vectors) != len(bank_labels):
@@ -120,23 +131,22 @@ class BankIndex:
         self.unit = np.ascontiguousarray(bank)
         index = {label: k for k, label in enumerate(self.labels)}
         self.label_of = np.fromiter((index[lb] for lb in bank_labels), np.int64, self.n)
-        self.order = np.argsort(self.label_of, kind="stable")
-        # start of each label's run in `order` (every label has at least one sample)
-        self.starts = np.searchsorted(self.label_of[self.order], np.arange(len(self.labels)))
-        self.in_order = bool((self.order == np.arange(self.n)).all())
         if self.n >= self.LARGE:
             self.fast = fastpath.make_bank(self.unit, "int8")
+            return
+        order = np.argsort(self.label_of, kind="stable")
+        # every label has at least one sample
+        self.starts = np.searchsorted(self.label_of[order], np.arange(len(self.labels))).astype(np.int64)
+        in_order = bool((order == np.arange(self.n)).all())
+        self.grouped = self.unit if in_order else np.ascontiguousarray(self.unit[order])
 
     def scores(self, embedding: np.ndarray) -> np.ndarray:
         """Per distinct label, the best ``0.5 + 0.5 * cos`` over its samples (float32)."""
-        if self.unit is None:
+        if self.grouped is not None:
+            return fastpath.label_scores(self.grouped, self.starts, embedding)[0]
+        if self.fast is None or self.unit is None:  # an empty bank
             return np.zeros(0, np.float32)
         emb = np.asarray(embedding, np.float32).reshape(-1)
-        if self.fast is None:
-            cos = self.unit @ emb
-            # the best cosine of each label, then the score (0.5 + 0.5 * cos is increasing: the same max)
-            best = np.maximum.reduceat(cos if self.in_order else cos[self.order], self.starts)
-            return (0.5 + 0.5 * best).astype(np.float32, copy=False)
         idx, _ = fastpath.bank_search(emb, self.fast, k=self.TOP_K)
         cand = idx[0]
         exact = (0.5 + 0.5 * (self.unit[cand] @ emb)).astype(np.float32)
@@ -156,11 +166,16 @@ class BankIndex:
         whether it has no colour."""
         if not isinstance(rule, DecisionRule):
             rule = DecisionRule(match=float(rule), margin=0.0, margin_grey=0.0)
-        scores = self.scores(embedding)
-        d = decide(scores, rule, quality, grey)
-        if d.index >= 0:
-            return Match(self.labels[d.index], d.index + 1, d.similarity, self.labels, scores, d.confidence, None, grey)
-        return Match(UNKNOWN, 0, d.similarity, self.labels, scores, d.confidence, quality, grey)
+        if self.grouped is not None:  # one pass scores and ranks the labels: decide's rule on the best
+            scores, best, similarity, lead = fastpath.label_scores(self.grouped, self.starts, embedding)
+            named, confidence = rule_on(similarity, lead, rule, quality, grey)
+        else:
+            scores = self.scores(embedding)
+            d = decide(scores, rule, quality, grey)
+            best, similarity, confidence, named = d.index, d.similarity, d.confidence, d.index >= 0
+        if named:
+            return Match(self.labels[best], best + 1, similarity, self.labels, scores, confidence, None, grey)
+        return Match(UNKNOWN, 0, similarity, self.labels, scores, confidence, quality, grey)
 
 
 def label_scores(

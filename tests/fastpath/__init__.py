@@ -52,3 +52,12 @@ def read_image(eval_dir: Path, rel: str) -> npt.NDArray[np.uint8]:
 
 def random_image(rng: np.random.Generator, h: int, w: int) -> npt.NDArray[np.uint8]:
     return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def unaligned(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """A copy of ``a`` one byte off float32 alignment (C-contiguous still)."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out: npt.NDArray[np.float32] = np.frombuffer(raw.data, np.float32, a.size, offset=1).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastpath
 from agent.vision.face_align import align_face
-from agent.vision.face_decision import DecisionRule, confidence_of, decide
+from agent.vision.face_decision import Decision, DecisionRule, confidence_of, decide, rule_on
 from agent.vision.face_quality import GREY_CHROMA, Quality, QualityLimits, chroma, measure, sharpness, verdict
-from agent.vision.faces import UNKNOWN, BankIndex, FaceTracks, match
+from agent.vision.faces import UNKNOWN, BankIndex, FaceTracks, distinct_labels, match
+from tests.fastpath import using
 
 RULE = DecisionRule(match=0.70, margin=0.07, margin_grey=0.10)
 
@@ -151,3 +156,74 @@ def test_poor_faces_abstain_from_the_track_vote() -> None:
     for _ in range(5):  # a run of blurred frames: the track stays ann
         ((_, published),) = tracks.update([box], [None])
         assert published == "ann"
+
+
+def same_decision(a: Decision, b: Decision) -> bool:
+    """Field by field, NaN equal to NaN (a garbage embedding's similarity)."""
+    pairs = zip(dataclasses.astuple(a), dataclasses.astuple(b), strict=True)
+    return all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)) for x, y in pairs
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.sampled_from([0.3, 0.55, 0.72, 0.75, 0.8, 0.86, 0.93, 1.0, math.nan]), max_size=12),
+    quality=st.sampled_from([None, "blurred"]),
+    grey=st.booleans(),
+)
+def test_the_rule_on_the_kernels_ranking_is_decide(values: list[float], quality: str | None, grey: bool) -> None:
+    # one sample per identity, D = 1: the scores are (about) the values, ties and NaN included
+    grouped = (2 * np.array(values, np.float32) - 1).reshape(-1, 1)
+    starts = np.arange(len(values), dtype=np.int64)
+    for impl in ("cython", "python"):
+        with using(impl):
+            scores, best, similarity, lead = fastpath.label_scores(grouped, starts, np.ones(1, np.float32))
+        for rule in (RULE, DecisionRule(0.70, 0.0, 0.0)):
+            want = decide(scores, rule, quality, grey)
+            if best < 0:
+                assert want == Decision(-1, -1, 0.0, 0.0, quality)
+                continue
+            named, confidence = rule_on(similarity, lead, rule, quality, grey)
+            assert same_decision(Decision(best if named else -1, best, similarity, confidence, quality), want)
+
+
+@pytest.mark.parametrize("layout", ["grouped", "in rounds", "shuffled"])
+def test_bank_index_match_is_decide_over_its_scores(layout: str) -> None:
+    rng = np.random.default_rng(11)
+    people, shots, dim = 40, 3, 128
+    bank = rng.normal(size=(people * shots, dim)).astype(np.float32)
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    who = {
+        "grouped": np.repeat(np.arange(people), shots),
+        "in rounds": np.tile(np.arange(people), shots),
+        "shuffled": rng.permutation(np.repeat(np.arange(people), shots)),
+    }[layout]
+    labels = [f"p{k}" for k in who]
+    names = distinct_labels(labels)
+    index = BankIndex(bank, labels)
+    near = [bank[i] + rng.normal(0, s, dim) for i in (0, 17, 64, 119) for s in (0.02, 0.06, 0.1)]
+    twin = bank[5].copy()
+    bank_tie = bank.copy()
+    other = next(i for i in range(len(labels)) if labels[i] != labels[5])
+    bank_tie[other] = bank[5]  # another person's sample equal to the best: no lead, unknown
+    nan = bank[3].copy()
+    nan[9] = np.nan  # a garbage embedding: unknown, as before
+    for e in [*near, rng.normal(size=dim), twin, nan]:
+        e = (e / np.linalg.norm(e)).astype(np.float32)
+        cos = bank @ e
+        want = np.array([0.5 + 0.5 * cos[[lb == name for lb in labels]].max() for name in names], np.float32)
+        for quality, grey in ((None, False), (None, True), ("small", False)):
+            m = index.match(e, RULE, quality, grey)
+            scores = index.scores(e)
+            np.testing.assert_array_equal(m.scores, scores)
+            np.testing.assert_allclose(scores, want, rtol=0, atol=1e-6)
+            d = decide(scores, RULE, quality, grey)
+            assert (m.label, m.class_id) == ((names[d.index], d.index + 1) if d.index >= 0 else (UNKNOWN, 0))
+            # (a Match does not keep the best identity of an unknown face: d.best stands in)
+            assert same_decision(Decision(m.class_id - 1, d.best, m.similarity, m.confidence, m.quality), d)
+            with using("python"):  # the NumPy reference decides the same
+                assert index.match(e, RULE, quality, grey).label == m.label
+    assert BankIndex(bank_tie, labels).match(twin, RULE).label == UNKNOWN
+    garbage = index.match(nan / np.linalg.norm(nan), RULE)
+    assert (garbage.label, garbage.class_id) == (UNKNOWN, 0) and math.isnan(garbage.similarity)
