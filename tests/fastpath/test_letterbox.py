@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpath
@@ -64,6 +64,28 @@ def test_parity_random(
     (cy, tr_cy), (py, tr_py) = both(fastpath.letterbox_chw, img, out_h, out_w, **kw)
     assert tr_cy == tr_py
     assert cy.shape == (1, 3, out_h, out_w)
+    assert_parity(cy, py, scale)
+
+
+# the level is set once per test by the fixture, the same for every example
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    h=st.integers(1, 9),
+    w=st.integers(1, 70),
+    swap=st.booleans(),
+    mean=st.one_of(st.just(0.0), st.tuples(*[st.floats(0, 255)] * 3)),
+    scale=st.sampled_from([1.0, 1 / 255, -2.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_parity_copy(
+    h: int, w: int, swap: bool, mean: float | tuple[float, float, float], scale: float, seed: int, simd: str
+) -> None:
+    """The 1:1 conversion (a frame already at the input size) at every SIMD level: widths across
+    the 8- and 16-pixel steps and their scalar tails."""
+    img = random_image(np.random.default_rng(seed), h, w)
+    assert fastpath.resample_kind((h, w), h, w, "topleft") == "copy"
+    kw = {"mode": "topleft", "swap_rb": swap, "mean": mean, "scale": scale}
+    (cy, _), (py, _) = both(fastpath.letterbox_chw, img, h, w, **kw)
     assert_parity(cy, py, scale)
 
 
