@@ -756,6 +756,7 @@ def nms(
 
 FaceArrays = tuple[npt.NDArray[np.float64], npt.NDArray[np.float32], npt.NDArray[np.float32]]
 _F32 = np.dtype(np.float32)
+_MAX_KEEP = 1 << 40  # a larger max_keep keeps as many (no frame has that many candidates)
 
 
 def _face_args(iou_th: float, max_keep: int, scale: float, width: float, height: float) -> tuple[float, ...]:
@@ -797,9 +798,10 @@ def nms_faces(
         raise ValueError(f"points must be ({n}, 5, 2), got {p.shape}")
     p = p.reshape(n, 10)
     th, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
+    keep = min(max_keep, _MAX_KEEP)
     if _kernels is None:
-        return ref.nms_faces(b, sc, p, th, max_keep, s, w, h)
-    out: FaceArrays = _kernels[2].nms_faces(b, sc, p, th, max_keep, s, w, h)
+        return ref.nms_faces(b, sc, p, th, keep, s, w, h)
+    out: FaceArrays = _kernels[2].nms_faces(b, sc, p, th, keep, s, w, h)
     return out
 
 
@@ -831,8 +833,18 @@ def grid_faces(
 ) -> FaceArrays:
     """An anchor-free face detector's grids (YuNet) → its faces in frame pixels, in one call
     (spec: :func:`fastpath._reference.grid_faces`): each level ``(cls, obj, bbox, kps, cols,
-    stride)`` decoded as :func:`fastpath._reference.grid_decode` does (``cls``/``obj`` one value a cell, ``bbox`` 4,
-    ``kps`` 10; YuNet's (1, N, k) outputs as they come), then :func:`nms_faces`."""
+    stride)`` decoded as :func:`fastpath._reference.grid_decode` does (``cls``/``obj`` one value
+    a cell, ``bbox`` 4, ``kps`` 10; YuNet's (1, N, k) outputs as they come), then
+    :func:`nms_faces`.
+
+    The hot path is one C call that checks its arguments with NumPy's C macros (it runs once a
+    frame right after the model, when Python-level checks of twelve arrays cost tens of
+    microseconds); whatever it does not take comes back here to be validated, converted or
+    refused with a clear message."""
+    if _kernels is not None:
+        found: FaceArrays | None = _kernels[2].grid_faces(levels, score_th, iou_th, max_keep, scale, width, height)
+        if found is not None:
+            return found
     checked: list[GridLevel] = []
     for level in levels:
         if len(level) != 6:
@@ -851,7 +863,10 @@ def grid_faces(
     if not math.isfinite(float(score_th)):
         raise ValueError(f"score_th must be finite, got {score_th!r}")
     th, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
+    keep = min(max_keep, _MAX_KEEP)
     if _kernels is None:
-        return ref.grid_faces(checked, float(score_th), th, max_keep, s, w, h)
-    out: FaceArrays = _kernels[2].grid_faces(tuple(checked), float(score_th), th, max_keep, s, w, h)
-    return out
+        return ref.grid_faces(checked, float(score_th), th, keep, s, w, h)
+    found = _kernels[2].grid_faces(tuple(checked), float(score_th), th, keep, s, w, h)
+    if found is None:  # the checks above and the kernel's disagree: a bug here, not bad input
+        raise RuntimeError("fastpath.grid_faces: the kernel refused arguments that passed validation")
+    return found

@@ -12,6 +12,8 @@ per-label max (label_scores).
 import numpy as np
 
 cimport numpy as cnp
+
+from fastpath._arrays cimport carray as _carray
 from libc.math cimport INFINITY, sqrt, sqrtf
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint16_t
 from libc.stdlib cimport free, malloc
@@ -333,12 +335,6 @@ cdef int _label_scores(
             sec = s
     lead[0] = top - sec  # float32, as lead_of; NaN once a score is NaN
     return 0
-
-
-cdef inline bint _carray(object a, int typenum, int ndim) noexcept:
-    """An exact ndarray of this type and rank, C-contiguous, aligned, in native byte order."""
-    return (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
-            and (ndim < 0 or cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim) and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray> a))
 
 
 # The two entry points below run once per face right after a model run, when the caches are cold

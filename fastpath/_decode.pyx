@@ -8,7 +8,6 @@ fastpath/__init__.py. One pass over the grid in double precision; ties keep the 
 (like ``np.argmax``, where the first NaN wins).
 """
 
-cimport cython
 from libc.math cimport exp, expf, isfinite, sqrt, sqrtf
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport calloc, free, malloc, qsort
@@ -16,6 +15,8 @@ from libc.stdlib cimport calloc, free, malloc, qsort
 import numpy as np
 
 cimport numpy as cnp
+
+from fastpath._arrays cimport carray
 
 cnp.import_array()
 
@@ -226,7 +227,6 @@ cdef bint _finite(const float *v, Py_ssize_t n) noexcept nogil:
     return True
 
 
-@cython.cdivision(True)
 cdef object _faces(float *boxes, float *scores, float *points, Py_ssize_t n, float iou_th, Py_ssize_t max_keep,
                    float scale, double width, double height):
     """Candidates (rows of boxes x1, y1, x2, y2, scores, points (5, 2); any non-finite one is
@@ -326,20 +326,63 @@ cdef inline const float *_data(object a):
     return <const float *> cnp.PyArray_DATA(<cnp.ndarray> a)
 
 
-def grid_faces(
-    tuple levels,
-    float score_th,
-    float iou_th,
-    Py_ssize_t max_keep,
-    float scale,
-    double width,
-    double height,
-):
+cdef inline bint _grid_array(object a, Py_ssize_t width, Py_ssize_t n) noexcept:
+    """float32 (1, n, width) (n < 0: any), C-contiguous: a grid output as YuNet gives it."""
+    return (carray(a, cnp.NPY_FLOAT32, 3) and cnp.PyArray_DIM(<cnp.ndarray> a, 0) == 1
+            and cnp.PyArray_DIM(<cnp.ndarray> a, 2) == width and (n < 0 or cnp.PyArray_DIM(<cnp.ndarray> a, 1) == n))
+
+
+cdef bint _levels_ok(object levels) noexcept:
+    """Every level a 6-tuple of grid outputs (cls, obj, bbox, kps) describing the same n cells, an
+    int cols >= 1 dividing n and a float stride, finite and > 0."""
+    cdef Py_ssize_t n
+    cdef double stride
+    cdef object cols
+    if type(levels) is not tuple and type(levels) is not list:
+        return False
+    for level in levels:
+        if type(level) is not tuple or len(<tuple> level) != 6 or not _grid_array(level[0], 1, -1):
+            return False
+        n = cnp.PyArray_DIM(<cnp.ndarray> level[0], 1)
+        if not (_grid_array(level[1], 1, n) and _grid_array(level[2], 4, n) and _grid_array(level[3], 10, n)):
+            return False
+        cols = level[4]
+        if type(cols) is not int or cols < 1 or (n and (cols > n or n % <Py_ssize_t> cols)):
+            return False
+        if type(level[5]) is not float:
+            return False
+        stride = level[5]
+        if not (isfinite(stride) and stride > 0):
+            return False
+    return True
+
+
+# grid_faces runs once a frame right after YuNet, when the caches are cold and a Python-level
+# check of its twelve arrays cost ~40 us (measured): it takes plain objects, checks them with
+# NumPy's C macros and returns None for anything else (as _compare.label_scores does);
+# fastpath.grid_faces then validates with clear messages, converts and calls again.
+def grid_faces(object levels, object score_th, object iou_th, object max_keep, object scale,
+               object width, object height):
     """An anchor-free face detector's grids (YuNet) → its faces, in one call: every level's
-    passing cells decoded as _reference.grid_decode does, then nms_faces (see _reference.grid_faces).
-    ``levels``: ((cls (1, N, 1), obj (1, N, 1), bbox (1, N, 4), kps (1, N, 10), cols, stride), ...),
-    float32 C-contiguous ndarrays (read through their data pointers: a memoryview a level's array
-    cost more than the whole decoding)."""
+    passing cells decoded as _reference.grid_decode does, then nms_faces (see
+    _reference.grid_faces). ``levels``: a tuple or list of ((cls (1, N, 1), obj (1, N, 1), bbox (1, N, 4),
+    kps (1, N, 10), cols, stride), ...), float32 C-contiguous ndarrays, read through their data
+    pointers. None unless every argument is of these types and in range."""
+    if not _levels_ok(levels):
+        return None
+    for v in (score_th, iou_th, scale, width, height):
+        if type(v) is not float or not isfinite(<double> v):
+            return None
+    if type(max_keep) is not int or not 0 <= max_keep <= 1 << 40:
+        return None
+    if not (<double> scale > 0 and <double> width >= 0 and <double> height >= 0):
+        return None
+    return _grid_faces(tuple(levels), <float> <double> score_th, <float> <double> iou_th, <Py_ssize_t> max_keep,
+                       <float> <double> scale, <double> width, <double> height)
+
+
+cdef object _grid_faces(tuple levels, float score_th, float iou_th, Py_ssize_t max_keep, float scale,
+                        double width, double height):
     cdef const float *cp
     cdef const float *op
     cdef const float *bp

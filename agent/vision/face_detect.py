@@ -20,6 +20,7 @@ model's output) is no face.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -115,17 +116,38 @@ def decode_retinaface(
     return boxes.astype(np.float32), scores[idx].astype(np.float32), points.astype(np.float32)
 
 
-def yunet_levels(outputs: dict[str, np.ndarray], size: tuple[int, int]) -> list[fastpath.GridLevel]:
-    """YuNet's outputs of one image as :func:`fastpath.grid_faces` levels, one per stride (8, 16,
-    32), each checked against the input size (H, W)."""
+@dataclass(frozen=True)
+class GridLayout:
+    """Where each stride's outputs (cls, obj, bbox, kps) are among a YuNet model's outputs, and
+    its grid (cols, rows) at the input size: worked out once, when the detector is made."""
+
+    positions: tuple[tuple[int, int, int, int, int, int, float], ...]  # (c, o, b, k, cols, rows, stride)
+
+
+def yunet_layout(output_names: Sequence[str], size: tuple[int, int]) -> GridLayout:
+    """The :class:`GridLayout` of a YuNet model with these outputs at input size (H, W)."""
     height, width = size
-    levels: list[fastpath.GridLevel] = []
+    names = list(output_names)
+    positions = []
     for s in _YUNET_STRIDES:
-        cols, rows = width // s, height // s
-        cls = outputs[f"cls_{s}"]
+        wanted = [f"{part}_{s}" for part in ("cls", "obj", "bbox", "kps")]
+        missing = [n for n in wanted if n not in names]
+        if missing:
+            raise ModelError(f"YuNet model has no output(s) {missing} (it has {names})")
+        c, o, b, k = (names.index(n) for n in wanted)
+        positions.append((c, o, b, k, width // s, height // s, float(s)))
+    return GridLayout(tuple(positions))
+
+
+def yunet_levels(outputs: Sequence[np.ndarray], layout: GridLayout) -> list[fastpath.GridLevel]:
+    """One run's outputs (in the model's output order) as :func:`fastpath.grid_faces` levels,
+    each stride's grid checked against the input size."""
+    levels: list[fastpath.GridLevel] = []
+    for c, o, b, k, cols, rows, stride in layout.positions:
+        cls = outputs[c]
         if cls.size != rows * cols:
-            raise ModelError(f"YuNet stride {s}: {cls.size} cells, expected {rows}x{cols}")
-        levels.append((cls, outputs[f"obj_{s}"], outputs[f"bbox_{s}"], outputs[f"kps_{s}"], cols, float(s)))
+            raise ModelError(f"YuNet stride {stride:g}: {cls.size} cells, expected {rows}x{cols}")
+        levels.append((cls, outputs[o], outputs[b], outputs[k], cols, stride))
     return levels
 
 
@@ -140,6 +162,8 @@ class FaceDetector:
         self.kind: DetectorKind = kind
         self.size = (math.ceil(size[0] / 32) * 32, math.ceil(size[1] / 32) * 32) if size else input_size(model)
         self.default_nms = DEFAULT_NMS[self.kind]
+        # YuNet's outputs by stride (None for RetinaFace, whose outputs are asked for by name)
+        self.layout = yunet_layout(model.output_names, self.size) if kind == "yunet" else None
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, float]:
         """Frame → (NCHW blob, frame-to-input scale): :func:`letterbox` + :func:`to_blob` in one
@@ -176,12 +200,12 @@ class FaceDetector:
         fh, fw = float(frame.shape[0]), float(frame.shape[1])
         # NMS that stops at max_faces (a near-zero threshold cannot make it walk thousands of
         # boxes) and the kept faces mapped to the frame, in one C call (with the decoding for YuNet)
-        if self.kind == "retinaface":
+        if self.layout is None:  # RetinaFace
             loc, conf, landms = self.model.run({self.model.spec.input.name: blob}, ["loc", "conf", "landms"])
             boxes, scores, points = decode_retinaface(loc[0], conf[0], landms[0], self.size, score_th)
             found = fastpath.nms_faces(boxes, scores, points, nms, max_faces, scale, fw, fh)
         else:
-            levels = yunet_levels(dict(zip(self.model.output_names, self.model(blob), strict=True)), self.size)
+            levels = yunet_levels(self.model(blob), self.layout)
             try:
                 found = fastpath.grid_faces(levels, score_th, nms, max_faces, scale, fw, fh)
             except ValueError as exc:  # outputs of other shapes than YuNet's

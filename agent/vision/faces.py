@@ -29,7 +29,7 @@ included) reaches the majority, so a one-frame flicker never flips it. Single im
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -282,27 +282,37 @@ class FaceTracks:
         """
         if len(boxes) != len(labels):
             raise ValueError("one label per box")
-        owners = self._associate(boxes)
-        seen: set[int] = set()
+        owners = self._associate(boxes) if self._tracks else [None] * len(boxes)
+        for track in self._tracks:  # every track ages; the ones seen now are reset below
+            track.missed += 1
         out: list[tuple[int, str]] = []
-        for box, label, track in zip(boxes, labels, owners, strict=True):
-            if track is None:
-                track = _Track(self._next_id, box, deque(maxlen=self.window))
-                self._next_id += 1
-                self._tracks.append(track)
+        for box, label, owner in zip(boxes, labels, owners, strict=True):
+            track = owner or self._start(box)
             track.box, track.missed = box, 0
             if label is not None:
                 track.votes.append(label)
-                winner, count = Counter(track.votes).most_common(1)[0]
-                if count >= self.majority:
-                    track.published = winner
-            seen.add(track.track_id)
+                track.published = self._winner(track)
             out.append((track.track_id, track.published))
-        for track in self._tracks:
-            if track.track_id not in seen:
-                track.missed += 1
-        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        if any(t.missed > self.max_missed for t in self._tracks):
+            self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         return out
+
+    def _start(self, box: Box) -> _Track:
+        track = _Track(self._next_id, box, deque(maxlen=self.window))
+        self._next_id += 1
+        self._tracks.append(track)
+        return track
+
+    def _winner(self, track: _Track) -> str:
+        """The label most of the track's last votes agree on once it has ``majority`` of them
+        (the first voted among equals), else the label published so far."""
+        if len(track.votes) < self.majority:
+            return track.published
+        counts: dict[str, int] = {}
+        for vote in track.votes:
+            counts[vote] = counts.get(vote, 0) + 1
+        winner = max(counts, key=counts.__getitem__)  # the first of the most common, as Counter's
+        return winner if counts[winner] >= self.majority else track.published
 
 
 # --- the pipeline ----------------------------------------------------------------------------

@@ -216,6 +216,36 @@ def _grid_outputs(
     return cls, obj, bbox, kps
 
 
+def test_grid_faces_takes_yunet_outputs_as_they_come() -> None:
+    """YuNet's (1, N, k) float32 outputs in a list or tuple go straight to the kernel (its own
+    checks, no Python-level validation: the per-frame path); anything else takes the validating
+    path to the same result."""
+    rng = np.random.default_rng(3)
+    levels = [
+        (c.reshape(1, -1, 1), o.reshape(1, -1, 1), b.reshape(1, -1, 4), k.reshape(1, -1, 10), cols, s)
+        for c, o, b, k, cols, s in _levels(rng, (96, 128), (8, 16, 32))
+    ]
+    args = (0.5, 0.3, 20, 0.8, 160.0, 120.0)
+    kernels = fastpath._kernels
+    assert kernels is not None
+    direct = kernels[2].grid_faces(levels, *args)
+    assert direct is not None and len(direct[1]) > 3
+    assert kernels[2].grid_faces(tuple(levels), *args) is not None
+    flat = [(c.ravel(), o.ravel(), b.reshape(-1, 4), k.reshape(-1, 10), cols, s) for c, o, b, k, cols, s in levels]
+    assert kernels[2].grid_faces(flat, *args) is None  # not YuNet's layout: validated first
+    every = kernels[2].grid_faces(levels, 0.5, 0.3, 10**6, 0.8, 160.0, 120.0)
+    for got, want in (
+        (fastpath.grid_faces(flat, *args), direct),
+        (fastpath.grid_faces(levels, np.float64(0.5), 0.3, 20, 0.8, 160, 120), direct),  # other scalar types
+        (fastpath.grid_faces(levels, 0.5, 0.3, 10**30, 0.8, 160.0, 120.0), every),  # beyond any count
+    ):
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+    empty = np.zeros((1, 0, 1), np.float32)
+    none = (empty, empty, np.zeros((1, 0, 4), np.float32), np.zeros((1, 0, 10), np.float32), 7, 8.0)
+    assert fastpath.grid_faces([none, *levels], *args)[1].tolist() == direct[1].tolist()
+
+
 def test_grid_faces_meaning() -> None:
     """A 2x3 grid, stride 10: only cell (row 1, col 2) passes; its box and landmarks in pixels."""
     n = 6

@@ -18,6 +18,7 @@ from agent.vision.face_detect import (
     FaceDetector,
     detector_kind,
     retinaface_priors,
+    yunet_layout,
     yunet_levels,
 )
 from agent.vision.runtime import OnnxModel
@@ -169,7 +170,8 @@ def test_yunet_grids_keep_exactly_the_cells_of_its_rule(seed: int, th: float) ->
         outputs |= {f"bbox_{s}": bbox[None].astype(np.float32)}
         outputs |= {f"kps_{s}": rng.normal(size=(1, n, 10)).astype(np.float32)}
     # IoU threshold 1: NMS keeps every candidate; best score first
-    boxes, scores, points = fastpath.grid_faces(yunet_levels(outputs, (h, w)), th, 1.0, 10**6, 1.0, w, h)
+    levels = yunet_levels(list(outputs.values()), yunet_layout(list(outputs), (h, w)))
+    boxes, scores, points = fastpath.grid_faces(levels, th, 1.0, 10**6, 1.0, w, h)
     want = _decode_yunet_by_definition(outputs, (h, w), th)
     np.testing.assert_array_equal(scores, np.sort(want)[::-1])
     assert boxes.shape == (len(scores), 4) and points.shape == (len(scores), 5, 2)
@@ -178,4 +180,6 @@ def test_yunet_grids_keep_exactly_the_cells_of_its_rule(seed: int, th: float) ->
 def test_yunet_outputs_of_another_size_are_a_model_error() -> None:
     outputs = {f"{k}_{s}": np.zeros((1, 12, 1), np.float32) for k in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)}
     with pytest.raises(ModelError, match="stride 8: 12 cells, expected 8x12"):
-        yunet_levels(outputs, (64, 96))
+        yunet_levels(list(outputs.values()), yunet_layout(list(outputs), (64, 96)))
+    with pytest.raises(ModelError, match=r"no output\(s\) \['kps_32'\]"):
+        yunet_layout([n for n in outputs if n != "kps_32"], (64, 96))

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter, deque
+from typing import Any
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.vision.faces import UNKNOWN, FaceTracks, box_iou
 
+Box = tuple[float, float, float, float]
 A = (100.0, 100.0, 80.0, 100.0)
 B = (400.0, 120.0, 80.0, 100.0)
 
@@ -92,3 +98,73 @@ def test_box_iou() -> None:
     assert box_iou(A, A) == pytest.approx(1.0)
     assert box_iou(A, B) == 0.0
     assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+class _Spelled:
+    """The voting rule spelled out the long way (a Counter over each track's last votes, a
+    set of the tracks seen): the oracle for FaceTracks' own, shorter bookkeeping."""
+
+    def __init__(self, window: int, majority: int, max_missed: int) -> None:
+        self.window, self.majority, self.max_missed = window, majority, max_missed
+        self.tracks: list[dict[str, Any]] = []
+        self.next_id = 1
+
+    def update(self, boxes: list[Box], labels: list[str | None]) -> list[tuple[int, str]]:
+        pairs = sorted(
+            ((box_iou(t["box"], b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
+            reverse=True,
+        )
+        owner: list[dict[str, Any] | None] = [None] * len(boxes)
+        used: set[int] = set()
+        for iou, ti, bi in pairs:
+            if iou < 0.3:
+                break
+            if ti not in used and owner[bi] is None:
+                used.add(ti)
+                owner[bi] = self.tracks[ti]
+        seen, out = set(), []
+        for box, label, track in zip(boxes, labels, owner, strict=True):
+            if track is None:
+                track = {"id": self.next_id, "votes": deque(maxlen=self.window), "published": UNKNOWN}
+                self.next_id += 1
+                self.tracks.append(track)
+            track["box"], track["missed"] = box, 0
+            if label is not None:
+                track["votes"].append(label)
+                winner, count = Counter(track["votes"]).most_common(1)[0]
+                if count >= self.majority:
+                    track["published"] = winner
+            seen.add(track["id"])
+            out.append((track["id"], track["published"]))
+        for track in self.tracks:
+            if track["id"] not in seen:
+                track["missed"] += 1
+        self.tracks = [t for t in self.tracks if t["missed"] <= self.max_missed]
+        return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    window=st.integers(1, 6),
+    data=st.data(),
+    frames=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from([0.0, 30.0, 60.0, 300.0, 320.0]), st.sampled_from([None, "a", "b", UNKNOWN])),
+            max_size=4,
+        ),
+        max_size=25,
+    ),
+)
+def test_the_same_as_the_rule_spelled_out(
+    window: int, data: st.DataObject, frames: list[list[tuple[float, str | None]]]
+) -> None:
+    """Random faces coming, moving, overlapping and going, with ties in the votes."""
+    majority = data.draw(st.integers(1, window))
+    max_missed = data.draw(st.integers(0, 3))
+    tracks = FaceTracks(window=window, majority=majority, max_missed=max_missed)
+    oracle = _Spelled(window, majority, max_missed)
+    for faces in frames:
+        boxes: list[Box] = [(x, 50.0, 80.0, 100.0) for x, _ in faces]
+        labels = [label for _, label in faces]
+        assert tracks.update(boxes, labels) == oracle.update(boxes, labels)
+        assert len(tracks) == len(oracle.tracks)
