@@ -24,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,8 @@ __all__ = [
     "GridLevel",
     "Interpolation",
     "Transform",
+    "align_crop",
+    "align_face",
     "bank_search",
     "crop_resize",
     "crop_stats",
@@ -54,6 +56,7 @@ __all__ = [
     "set_simd_level",
     "siamese_decode",
     "simd_level",
+    "similarity",
     "warp_affine_chw",
     "window_cosine",
 ]
@@ -409,6 +412,126 @@ def warp_affine_chw(
     buf = np.empty((1, 3, out_h, out_w), dtype=np.float32)
     _kernels[0].warp_affine_chw(img, buf[0], *inv, bool(swap_rb), *_affine_terms(mean3, scale3), *border3)
     return buf
+
+
+# ----------------------------------------------------------------------------------------------
+# Face alignment
+# ----------------------------------------------------------------------------------------------
+_F64 = np.dtype(np.float64)
+_MAX_POINTS = 16  # the kernel's landmark buffers
+
+
+def _xy_points(a: Any, name: str, n: int | None = None) -> npt.NDArray[np.float64]:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be numeric, got {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 2 or not 1 <= arr.shape[0] <= _MAX_POINTS:
+        raise ValueError(f"{name} must be (N, 2) points with 1 <= N <= {_MAX_POINTS}, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} must hold as many points as the template ({n}), got {arr.shape[0]}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
+
+
+def similarity(src: npt.ArrayLike, dst: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The 2x3 float64 similarity (rotation, uniform scale, translation, no reflection) that maps
+    ``src`` (N, 2) onto ``dst`` (N, 2) best in least squares (Umeyama's closed form; spec:
+    :func:`fastpath._reference.similarity`, bit for bit). 1 <= N <= 16 finite points."""
+    if _kernels is not None:
+        hot = _kernels[0].similarity(src, dst)
+        if type(hot) is np.ndarray:
+            return hot
+    d = _xy_points(dst, "dst")
+    s = _xy_points(src, "src", d.shape[0])
+    if _kernels is None:
+        return np.array(ref.similarity(s.tolist(), d.tolist()), dtype=np.float64).reshape(2, 3)
+    m: npt.NDArray[np.float64] = _kernels[0].similarity(s, d)
+    return m
+
+
+def align_face(
+    frame: npt.NDArray[np.uint8],
+    points: npt.ArrayLike,
+    template: npt.ArrayLike,
+    size: int,
+    *,
+    swap_rb: bool = False,
+    mean: ChannelValue = 0.0,
+    scale: ChannelValue = 1.0,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    """A face aligned onto a template in one pass: ``(crop, blob)``.
+
+    The :func:`similarity` of ``points`` (N, 2 frame pixels, e.g. a detector's 5 landmarks) onto
+    ``template`` (N, 2, in crop pixels), then ``frame`` (uint8 HxWx3, C-contiguous) warped through
+    it bilinearly into ``crop`` (uint8 (size, size, 3), the frame's channel order) and ``blob``
+    (float32 (1, 3, size, size)): ``(crop - mean) * scale`` per output channel, after the R/B swap
+    when ``swap_rb`` (exactly the crop converted). Geometry as ``cv2.warpAffine(frame, M,
+    (size, size), INTER_LINEAR, BORDER_CONSTANT 0)``: output pixel ``(x, y)`` samples the frame
+    at ``M⁻¹·(x, y)``, positions rounded to 1/256 px, taps outside the frame count as 0, bytes
+    rounded half up (spec: :func:`fastpath._reference.align_face`; the crop is within 1 grey
+    level of OpenCV's on real faces). Raises ``ValueError`` for non-finite values or a
+    degenerate fit (singular, or the crop's corners mapped beyond 2^24 frame pixels).
+
+    A C-contiguous float32/float64 ``points`` array, a float64 ``template`` array and float (or
+    3-float tuple) ``mean``/``scale`` take one C call; anything else is validated and converted.
+    """
+    crop, blob = _align(frame, points, template, size, swap_rb, mean, scale, True)
+    assert blob is not None
+    return crop, blob
+
+
+def align_crop(
+    frame: npt.NDArray[np.uint8], points: npt.ArrayLike, template: npt.ArrayLike, size: int
+) -> npt.NDArray[np.uint8]:
+    """The crop of :func:`align_face` alone (no blob computed)."""
+    return _align(frame, points, template, size, False, 0.0, 1.0, False)[0]
+
+
+def _align(
+    frame: npt.NDArray[np.uint8],
+    points: npt.ArrayLike,
+    template: npt.ArrayLike,
+    size: int,
+    swap_rb: bool,
+    mean: ChannelValue,
+    scale: ChannelValue,
+    with_blob: bool,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32] | None]:
+    if _kernels is not None and type(size) is int:
+        hot = _kernels[0].align_face(frame, points, template, size, bool(swap_rb), mean, scale, with_blob)
+        if type(hot) is tuple:
+            return hot
+        if hot is not None:
+            _align_refused(int(hot), points)
+    _check_image(frame, "frame")
+    size = _check_size(size, "size")
+    t = _xy_points(template, "template")
+    p = _xy_points(points, "points", t.shape[0])
+    mean3, scale3 = _triple(mean, "mean"), _triple(scale, "scale")
+    if _kernels is None:
+        done = ref.align_face(
+            frame, p.tolist(), t.tolist(), size, bool(swap_rb), np.array(mean3, np.float32),
+            np.array(scale3, np.float32), with_blob,
+        )  # fmt: skip
+        if done is None:
+            _align_refused(2, points)
+        return done
+    got = _kernels[0].align_face(frame, p, t, size, bool(swap_rb), mean3, scale3, with_blob)
+    if type(got) is not tuple:
+        _align_refused(int(got), points)
+    out: tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32] | None] = got
+    return out
+
+
+def _align_refused(status: int, points: Any) -> NoReturn:
+    if status == 1:
+        raise ValueError(f"points and template must be finite, got points {np.asarray(points).tolist()}")
+    raise ValueError(
+        "the landmarks give a degenerate alignment (singular, or the crop maps beyond 2^24 frame "
+        f"pixels): points {np.asarray(points).tolist()}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------

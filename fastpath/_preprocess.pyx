@@ -17,8 +17,12 @@ Letterbox borders are filled only where the resampled region does not cover the 
 (_stats.h): each row's grey and spread, then the Laplacian of the row above from three grey rows.
 """
 
+cimport numpy as cnp
+from libc.math cimport isfinite
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
+
+cnp.import_array()
 
 
 cdef extern from "_simd.h" nogil:
@@ -41,6 +45,20 @@ cdef extern from "_resample.h" nogil:
                         int32_t border_index, int32_t *idx, float *w, Py_ssize_t *lo, Py_ssize_t *hi)
     void fp_warp_row(const uint8_t *base, Py_ssize_t h, Py_ssize_t w, const double *m, Py_ssize_t y,
                      Py_ssize_t ow, float **dst, const float *mul, const float *add, const float *border)
+
+
+cdef extern from "_align.h" nogil:
+    ctypedef struct fp_align_t:
+        const uint8_t *frame
+        Py_ssize_t h, w, size
+        uint8_t *crop
+        float *plane[3]
+        float mean[3]
+        float scale[3]
+    int FP_ALIGN_OK
+    int fp_similarity(const double *src, const double *dst, Py_ssize_t n, double *m)
+    int fp_align_inverse(const double *m, Py_ssize_t size, double *inv)
+    void fp_align_rows(const fp_align_t *a, const double *inv)
 
 
 cdef extern from "_stats.h" nogil:
@@ -435,3 +453,151 @@ def crop_stats(const uint8_t[:, :, :] img):
         return <double> (n * out[1] - out[0] * out[0]) / <double> (n * n), <double> out[2] / <double> n
     cdef object nn = n, lap_sum = out[0]
     return (nn * out[1] - lap_sum * lap_sum) / (nn * nn), <object> out[2] / nn
+
+
+# --- face alignment -------------------------------------------------------------------------
+# Runs once per face right after a model run (cold caches): the arrays are taken as objects and
+# checked with NumPy's C macros (a typed memoryview costs 1-2 us each); anything else returns
+# None and fastpath.align_face validates, converts and calls again.
+cdef enum:
+    ALIGN_STACK_POINTS = 16
+
+
+cdef inline bint _carray(object a, int typenum, int ndim) noexcept:
+    """An exact ndarray of this type and rank, C-contiguous, aligned, in native byte order."""
+    return (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
+            and cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray> a))
+
+
+cdef bint _points(object p, Py_ssize_t n, double *out) noexcept:
+    """(n, 2) float32 or float64 points into out (2n doubles); False if not such an array."""
+    cdef Py_ssize_t i
+    cdef const float *f
+    cdef const double *d
+    if not cnp.PyArray_CheckExact(p):
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray> p
+    if (cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIM(a, 0) != n or cnp.PyArray_DIM(a, 1) != 2
+            or not cnp.PyArray_ISCARRAY_RO(a)):
+        return False
+    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT64:
+        d = <const double *> cnp.PyArray_DATA(a)
+        for i in range(2 * n):
+            out[i] = d[i]
+        return True
+    if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32:
+        f = <const float *> cnp.PyArray_DATA(a)
+        for i in range(2 * n):
+            out[i] = f[i]
+        return True
+    return False
+
+
+cdef bint _channels(object v, float *out) noexcept:
+    """A finite float or a tuple of 3 finite floats into out[3]; False otherwise."""
+    cdef double d
+    cdef int c
+    if type(v) is float:
+        d = <double> v
+        if not isfinite(d):
+            return False
+        out[0] = out[1] = out[2] = <float> d
+        return True
+    if type(v) is not tuple or len(<tuple> v) != 3:
+        return False
+    for c in range(3):
+        if type((<tuple> v)[c]) is not float:
+            return False
+        d = <double> (<tuple> v)[c]
+        if not isfinite(d):
+            return False
+        out[c] = <float> d
+    return True
+
+
+def similarity(object src, object dst):
+    """The 2x3 similarity (float64) fitted from src onto dst ((N, 2) float32/float64 arrays,
+    N >= 1): see _reference.similarity. None if the arrays are not as taken; an int status
+    (1 non-finite) when refused."""
+    cdef double sbuf[2 * ALIGN_STACK_POINTS]
+    cdef double dbuf[2 * ALIGN_STACK_POINTS]
+    cdef double m[6]
+    cdef Py_ssize_t n, i
+    cdef int rc
+    if not cnp.PyArray_CheckExact(dst) or cnp.PyArray_NDIM(<cnp.ndarray> dst) != 2:
+        return None
+    n = cnp.PyArray_DIM(<cnp.ndarray> dst, 0)
+    if n < 1 or n > ALIGN_STACK_POINTS or not _points(src, n, sbuf) or not _points(dst, n, dbuf):
+        return None
+    rc = fp_similarity(sbuf, dbuf, n, m)
+    if rc != FP_ALIGN_OK:
+        return rc
+    cdef cnp.npy_intp dims[2]
+    dims[0] = 2
+    dims[1] = 3
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT64, 0)
+    cdef double *op = <double *> cnp.PyArray_DATA(out)
+    for i in range(6):
+        op[i] = m[i]
+    return out
+
+
+def align_face(object frame, object points, object template, Py_ssize_t size, bint swap, object mean,
+               object scale, bint with_blob=True):
+    """(crop uint8 (size, size, 3), blob float32 (1, 3, size, size)): see
+    _reference.align_face. None unless ``frame`` is a uint8 (H, W, 3) array, ``points`` and
+    ``template`` (N, 2) float32/float64 arrays (1 <= N <= 16; exact ndarrays, C-contiguous,
+    aligned, native), size >= 1, mean/scale a finite float or a tuple of 3; an int status
+    (1 non-finite points, 2 degenerate fit) when refused. Without ``with_blob`` the blob is
+    None (not computed)."""
+    cdef double sbuf[2 * ALIGN_STACK_POINTS]
+    cdef double dbuf[2 * ALIGN_STACK_POINTS]
+    cdef double m[6]
+    cdef double inv[6]
+    cdef float mean3[3]
+    cdef float scale3[3]
+    cdef Py_ssize_t n, plane
+    cdef int rc, c, oc
+    cdef fp_align_t a
+    if size < 1 or not _carray(frame, cnp.NPY_UINT8, 3) or not _carray(template, cnp.NPY_FLOAT64, 2):
+        return None
+    cdef cnp.ndarray f = <cnp.ndarray> frame
+    if cnp.PyArray_DIM(f, 2) != 3 or cnp.PyArray_DIM(f, 0) < 1 or cnp.PyArray_DIM(f, 1) < 1:
+        return None
+    n = cnp.PyArray_DIM(<cnp.ndarray> template, 0)
+    if (n < 1 or n > ALIGN_STACK_POINTS or cnp.PyArray_DIM(<cnp.ndarray> template, 1) != 2
+            or not _points(points, n, sbuf) or not _channels(mean, mean3) or not _channels(scale, scale3)):
+        return None
+    _points(template, n, dbuf)
+    rc = fp_similarity(sbuf, dbuf, n, m)
+    if rc == FP_ALIGN_OK:
+        rc = fp_align_inverse(m, size, inv)
+    if rc != FP_ALIGN_OK:
+        return rc
+    cdef cnp.npy_intp cdims[3]
+    cdef cnp.npy_intp bdims[4]
+    cdims[0] = cdims[1] = size
+    cdims[2] = 3
+    bdims[0] = 1
+    bdims[1] = 3
+    bdims[2] = bdims[3] = size
+    cdef cnp.ndarray crop = cnp.PyArray_EMPTY(3, cdims, cnp.NPY_UINT8, 0)
+    cdef object blob = None
+    cdef float *bp = NULL
+    if with_blob:
+        blob = cnp.PyArray_EMPTY(4, bdims, cnp.NPY_FLOAT32, 0)
+        bp = <float *> cnp.PyArray_DATA(<cnp.ndarray> blob)
+    plane = size * size
+    a.frame = <const uint8_t *> cnp.PyArray_DATA(f)
+    a.h = cnp.PyArray_DIM(f, 0)
+    a.w = cnp.PyArray_DIM(f, 1)
+    a.size = size
+    a.crop = <uint8_t *> cnp.PyArray_DATA(crop)
+    for c in range(3):  # source channel c feeds output channel oc
+        oc = 2 - c if swap else c
+        a.plane[c] = bp + oc * plane if with_blob else NULL
+        a.mean[c] = mean3[oc]
+        a.scale[c] = scale3[oc]
+    with nogil:
+        fp_align_rows(&a, inv)
+    return crop, blob

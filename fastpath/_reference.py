@@ -336,6 +336,137 @@ def warp_affine_chw(
 
 
 # ----------------------------------------------------------------------------------------------
+# Face alignment (reference)
+# ----------------------------------------------------------------------------------------------
+ALIGN_POS_BITS = 16  # positions accumulate in 1/65536 px
+ALIGN_SUB_BITS = 8  # samples are taken at 1/256 px
+ALIGN_MAX_COORD = 2.0**24  # the crop's corners must map within this many frame pixels
+
+
+def similarity(src: Sequence[Sequence[float]], dst: Sequence[Sequence[float]]) -> tuple[float, ...]:
+    """The similarity (rotation, uniform scale, translation) that maps ``src`` (N, 2) onto
+    ``dst`` (N, 2) best: Umeyama's least squares without reflection, in its 2-D closed form.
+
+    With the centred points ``s``, ``d`` (means summed in point order, then divided by N),
+    ``var = Σ(sx² + sy²)``, ``dot = Σ(sx·dx + sy·dy)``, ``cross = Σ(sx·dy - sy·dx)`` (each summed
+    in point order, the bracket first), ``a = dot / var``, ``b = cross / var`` (``a, b = 1, 0``
+    when ``var`` is 0: coinciding points, translation only), the matrix is
+    ``[[a, -b, dmx - (a·smx - b·smy)], [b, a, dmy - (b·smx + a·smy)]]``, row-major as 6 floats.
+    Plain float64 operations in exactly this order (the Cython kernel repeats them bit for bit).
+    Values must be finite (validated by the wrapper).
+    """
+    n = len(src)
+    smx = smy = dmx = dmy = 0.0
+    for p in src:
+        smx += float(p[0])
+    for p in src:
+        smy += float(p[1])
+    for q in dst:
+        dmx += float(q[0])
+    for q in dst:
+        dmy += float(q[1])
+    smx, smy, dmx, dmy = smx / n, smy / n, dmx / n, dmy / n
+    var = dot = cross = 0.0
+    for p, q in zip(src, dst, strict=True):
+        sx, sy, dx, dy = float(p[0]) - smx, float(p[1]) - smy, float(q[0]) - dmx, float(q[1]) - dmy
+        var += sx * sx + sy * sy
+        dot += sx * dx + sy * dy
+        cross += sx * dy - sy * dx
+    a, b = (dot / var, cross / var) if var > 0 else (1.0, 0.0)
+    return (a, -b, dmx - (a * smx - b * smy), b, a, dmy - (b * smx + a * smy))
+
+
+def align_inverse(m: Sequence[float], size: int) -> tuple[float, ...] | None:
+    """The inverse of the 2x3 ``m`` (6 floats, row-major) as ``cv2.invertAffineTransform``
+    computes it; ``None`` (refused) unless every value is finite, the determinant is not 0 and
+    the output's corners (0 and ``size - 1`` on each axis) map within ±2^24 frame pixels."""
+    if not all(math.isfinite(v) for v in m):
+        return None
+    det = m[0] * m[4] - m[1] * m[3]
+    if det == 0.0 or not math.isfinite(det):
+        return None
+    d = 1.0 / det
+    i0, i1, i3, i4 = m[4] * d, -m[1] * d, -m[3] * d, m[0] * d
+    inv = (i0, i1, -i0 * m[2] - i1 * m[5], i3, i4, -i3 * m[2] - i4 * m[5])
+    if not all(math.isfinite(v) for v in inv):
+        return None
+    e = float(size - 1)
+    for x, y in ((0.0, 0.0), (e, 0.0), (0.0, e), (e, e)):
+        sx, sy = inv[0] * x + inv[1] * y + inv[2], inv[3] * x + inv[4] * y + inv[5]
+        if not (abs(sx) <= ALIGN_MAX_COORD and abs(sy) <= ALIGN_MAX_COORD):
+            return None
+    return inv
+
+
+def align_positions(inv: Sequence[float], size: int) -> tuple[IntArray, IntArray]:
+    """Where output pixel ``(x, y)`` samples the frame, in 1/65536 px (int64 (size, size) X, Y):
+    ``cv2.warpAffine``'s geometry (output pixel ``(x, y)`` reads the frame at
+    ``inv · (x, y, 1)``, pixel centres on integers), accumulated in fixed point: each row starts
+    at ``rint((inv[1]·y + inv[2]) · 65536)`` (float64, half to even) and steps by
+    ``rint(inv[0] · 65536)`` per pixel (Y alike with inv[3:6]); a 1-pixel output has no step."""
+    unit = float(1 << ALIGN_POS_BITS)
+    ys = np.arange(size, dtype=np.float64)
+    xs = np.arange(size, dtype=np.int64)
+    step_x = int(np.rint(inv[0] * unit)) if size > 1 else 0
+    step_y = int(np.rint(inv[3] * unit)) if size > 1 else 0
+    x0 = np.rint((inv[1] * ys + inv[2]) * unit).astype(np.int64)
+    y0 = np.rint((inv[4] * ys + inv[5]) * unit).astype(np.int64)
+    return x0[:, None] + step_x * xs[None, :], y0[:, None] + step_y * xs[None, :]
+
+
+def align_warp(img: npt.NDArray[np.uint8], inv: Sequence[float], size: int) -> npt.NDArray[np.uint8]:
+    """The aligned crop (size, size, 3) uint8: bilinear samples at :func:`align_positions`
+    rounded to the nearest 1/256 px (``(X + 128) >> 8``, half up); ``ix, fx = U >> 8, U & 255``
+    (``iy, fy`` alike), ``ax = fx / 256``. Taps ``(ix, iy)``, ``(ix+1, iy)``, ``(ix, iy+1)``,
+    ``(ix+1, iy+1)``; a tap outside the frame is 0 (``BORDER_CONSTANT`` 0). Per channel, float32:
+    ``top = p00 + ax·(p01 - p00)``, ``bot = p10 + ax·(p11 - p10)``, ``v = top + ay·(bot - top)``
+    (every term is a multiple of 2^-16 below 256, exact in float32) and the byte is
+    ``floor(v + 0.5)`` (half up)."""
+    h, w = img.shape[:2]
+    big_x, big_y = align_positions(inv, size)
+    u = (big_x + 128) >> ALIGN_SUB_BITS
+    v = (big_y + 128) >> ALIGN_SUB_BITS
+    ix, iy = u >> 8, v >> 8
+    ax = ((u & 255).astype(np.float32) / np.float32(256))[..., None]
+    ay = ((v & 255).astype(np.float32) / np.float32(256))[..., None]
+
+    def tap(tx: IntArray, ty: IntArray) -> FloatArray:
+        inside = (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h)
+        px = img[np.where(inside, ty, 0), np.where(inside, tx, 0)].astype(np.float32)
+        return np.where(inside[..., None], px, np.float32(0))
+
+    p00, p01, p10, p11 = tap(ix, iy), tap(ix + 1, iy), tap(ix, iy + 1), tap(ix + 1, iy + 1)
+    top = p00 + ax * (p01 - p00)
+    bot = p10 + ax * (p11 - p10)
+    val = (top + ay * (bot - top)).astype(np.float32)
+    crop: npt.NDArray[np.uint8] = np.floor(val + np.float32(0.5)).astype(np.uint8)
+    return crop
+
+
+def align_face(
+    img: npt.NDArray[np.uint8],
+    points: Sequence[Sequence[float]],
+    template: Sequence[Sequence[float]],
+    size: int,
+    swap_rb: bool,
+    mean: FloatArray,
+    scale: FloatArray,
+    with_blob: bool = True,
+) -> tuple[npt.NDArray[np.uint8], FloatArray | None] | None:
+    """Reference for :func:`fastpath.align_face`: :func:`similarity` of ``points`` onto
+    ``template``, :func:`align_inverse`, :func:`align_warp` to the crop, and the blob
+    ``(float32(crop) - mean) * scale`` per output channel (float32, channels swapped first when
+    ``swap_rb``) as (1, 3, size, size): the crop converted, as :func:`letterbox_chw` would.
+    ``None`` when :func:`align_inverse` refuses the fit; the blob is ``None`` without
+    ``with_blob``."""
+    inv = align_inverse(similarity(points, template), size)
+    if inv is None:
+        return None
+    crop = align_warp(img, inv, size)
+    return crop, (_post(crop.astype(np.float32), swap_rb, mean, scale)[None] if with_blob else None)
+
+
+# ----------------------------------------------------------------------------------------------
 # Image statistics (reference)
 # ----------------------------------------------------------------------------------------------
 # OpenCV's COLOR_BGR2GRAY on uint8 (checked against cv2 on all 2^24 colours): 15-bit fixed point,

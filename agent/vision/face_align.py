@@ -3,8 +3,9 @@
 The similarity transform (rotation, uniform scale, translation) is the least-squares fit of
 Umeyama (1991) from the detector's 5 landmarks to the template, as insightface and OpenCV's
 ``FaceRecognizerSF.alignCrop`` do; with 5 well-spread points a robust estimator (LMEDS) gains
-nothing and is not deterministic for ties, so the closed form is used. :func:`align_blob` is the
-embedder's input: the crop converted (swap/scale/CHW) by one fastpath pass.
+nothing and is not deterministic for ties, so the closed form is used. Fit, warp and the
+embedder's input (the crop converted: swap/scale/CHW) are one fastpath call
+(:func:`fastpath.align_face`), which OpenCV's ``warpAffine`` matches within one grey level.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-import cv2
 import numpy as np
 
 import fastpath
@@ -36,6 +36,14 @@ def _template_points(size: int) -> tuple[tuple[float, float], ...]:
     return tuple((float(x), float(y)) for x, y in ARCFACE_TEMPLATE.astype(np.float64) * (size / ALIGN_SIZE))
 
 
+@lru_cache(maxsize=8)
+def _template_array(size: int) -> np.ndarray:
+    """:func:`_template_points` as the read-only float64 (5, 2) array fastpath takes as it is."""
+    arr = np.array(_template_points(size), dtype=np.float64)
+    arr.flags.writeable = False
+    return arr
+
+
 def template(size: int = ALIGN_SIZE) -> np.ndarray:
     """The ArcFace template scaled to a ``size`` x ``size`` crop."""
     return ARCFACE_TEMPLATE * (size / ALIGN_SIZE)
@@ -48,35 +56,29 @@ def similarity_transform(
 
     Umeyama's least-squares similarity without reflection, in its 2-D closed form: with centred
     points, ``a = Σ(s·d) / Σ|s|²`` and ``b = Σ(s × d) / Σ|s|²`` give ``[[a, -b], [b, a]]`` (scale ·
-    rotation), the same matrix the SVD form gives, an order of magnitude faster. Five points are
-    summed in plain float64 arithmetic: NumPy's per-call cost on arrays this small was most of
-    the alignment's time once a model run had emptied the caches.
+    rotation), the same matrix the SVD form gives, an order of magnitude faster. The sums are
+    float64 in point order (spec: :func:`fastpath._reference.similarity`; one C call).
     """
-    s = np.asarray(src, dtype=np.float64).reshape(-1, 2).tolist()
-    d = np.asarray(dst, dtype=np.float64).reshape(-1, 2).tolist() if isinstance(dst, np.ndarray) else list(dst)
-    n = len(s)
-    smx, smy = sum(p[0] for p in s) / n, sum(p[1] for p in s) / n
-    dmx, dmy = sum(p[0] for p in d) / n, sum(p[1] for p in d) / n
-    var = dot = cross = 0.0
-    for (px, py), (qx, qy) in zip(s, d, strict=True):
-        sx, sy, dx, dy = px - smx, py - smy, qx - dmx, qy - dmy
-        var += sx * sx + sy * sy
-        dot += sx * dx + sy * dy
-        cross += sx * dy - sy * dx
-    a, b = (dot / var, cross / var) if var > 0 else (1.0, 0.0)  # coinciding points: translation only
-    return np.array([[a, -b, dmx - (a * smx - b * smy)], [b, a, dmy - (b * smx + a * smy)]], dtype=np.float64)
+    return fastpath.similarity(src, dst)
 
 
 def align_face(frame: np.ndarray, points: np.ndarray, size: int = ALIGN_SIZE) -> np.ndarray:
     """Warp the face whose 5 landmarks are ``points`` (frame pixels) to a size x size BGR crop."""
-    matrix = similarity_transform(points, _template_points(size))
-    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return fastpath.align_crop(frame, points, _template_array(size), size)
 
 
 def align_blob(
     frame: np.ndarray, points: np.ndarray, size: int, *, rgb: bool, mean: float = 0.0, scale: float = 1.0
 ) -> np.ndarray:
     """The aligned crop as an NCHW float32 blob (``(x - mean) * scale``, RGB when ``rgb``)."""
-    crop = align_face(frame, points, size)
-    blob, _ = fastpath.letterbox_chw(crop, size, size, mode="stretch", swap_rb=rgb, mean=mean, scale=scale)
-    return blob
+    return align_face_blob(frame, points, size, rgb=rgb, mean=mean, scale=scale)[1]
+
+
+def align_face_blob(
+    frame: np.ndarray, points: np.ndarray, size: int, *, rgb: bool, mean: float = 0.0, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The aligned crop (BGR, as :func:`align_face`) and its blob (as :func:`align_blob`) from
+    one warp: the blob is the crop's own values converted."""
+    return fastpath.align_face(
+        frame, points, _template_array(size), size, swap_rb=rgb, mean=float(mean), scale=float(scale)
+    )

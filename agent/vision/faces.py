@@ -37,8 +37,8 @@ from typing import Any, Literal
 import numpy as np
 
 import fastpath
-from agent.vision.face_align import align_blob, align_face
-from agent.vision.face_crops import embed_crop
+from agent.vision.face_align import align_blob, align_face, align_face_blob
+from agent.vision.face_crops import embed_blob, embed_crop
 from agent.vision.face_decision import (
     DEFAULT_MATCH,
     UNKNOWN,
@@ -368,6 +368,13 @@ class FacePipeline:
         """One face aligned onto the ArcFace template: the embedder's input picture (BGR)."""
         return align_face(frame, face.points, self.align_size)
 
+    def align_input(self, frame: np.ndarray, face: Face) -> tuple[np.ndarray, np.ndarray]:
+        """One face aligned once: its crop (as :meth:`align`) and the embedder's input from it
+        (as :meth:`embed_blob`)."""
+        spec = self.embedder.spec.input
+        rgb = spec.colour == "rgb"
+        return align_face_blob(frame, face.points, self.align_size, rgb=rgb, mean=spec.mean, scale=spec.scale)
+
     def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The embedder's input for one face: aligned crop → NCHW float32."""
         spec = self.embedder.spec.input
@@ -383,11 +390,18 @@ class FacePipeline:
         return embed_crop(self.embedder, crop)
 
     def judge(
-        self, face: Face, crop: np.ndarray, index: BankIndex, rule: DecisionRule, limits: QualityLimits
+        self,
+        face: Face,
+        crop: np.ndarray,
+        index: BankIndex,
+        rule: DecisionRule,
+        limits: QualityLimits,
+        blob: np.ndarray | None = None,
     ) -> tuple[np.ndarray, Match]:
-        """Measure quality, embed and decide one aligned face: its embedding and its match."""
+        """Measure quality, embed and decide one aligned face: its embedding and its match.
+        ``blob``: the crop already converted to the embedder's input (:meth:`align_input`)."""
         quality = measure(face.points, face.score, crop)
-        vec = self.embed_crop(crop)
+        vec = self.embed_crop(crop) if blob is None else embed_blob(self.embedder, blob)
         return vec, index.match(vec, rule, verdict(quality, limits), quality.grey)
 
     def recognise(
@@ -430,8 +444,9 @@ class FacePipeline:
         faces = self.detect(frame, detect_th, nms_th)
         index = self.bank_index(bank_vectors, bank_labels)
         rule, limits = rule or DecisionRule(), limits or QualityLimits()
-        crops = [self.align(frame, f) for f in faces]
-        judged = [self.judge(f, c, index, rule, limits) for f, c in zip(faces, crops, strict=True)]
+        aligned = [self.align_input(frame, f) for f in faces]
+        crops = [c for c, _ in aligned]
+        judged = [self.judge(f, c, index, rule, limits, b) for f, (c, b) in zip(faces, aligned, strict=True)]
         vectors = [v for v, _ in judged]
         matches = apply_negatives([m for _, m in judged], vectors, negatives)
         return FaceAnalysis(faces, matches, vectors, crops)
