@@ -75,7 +75,9 @@ def confidence_of(similarity: float, margin: float | None) -> float:
     ``margin`` is its lead over the next identity (``None`` when it is the only one)."""
     lead = LONE_MARGIN if margin is None else margin
     z = A_SIM * (similarity - 0.70) + A_MARGIN * lead + BIAS
-    # max(-60, min(60, z)) without the builtins' calls (the same for NaN: it becomes 60)
+    if z != z:  # a NaN score (a broken embedding) vouches for nothing
+        return 0.0
+    # max(-60, min(60, z)) without the builtins' calls
     z = z if z < 60.0 else 60.0
     return 1.0 / (1.0 + math.exp(-(z if z > -60.0 else -60.0)))
 

@@ -71,6 +71,8 @@ def test_confidence_is_monotonic_and_bounded() -> None:
     assert confidence_of(0.9, 0.2) > 0.99 and confidence_of(0.6, 0.01) < 0.01
     assert confidence_of(0.75, 0.02) < confidence_of(0.75, 0.15)  # a clear lead is surer
     assert 0.0 < confidence_of(0.72, None) < 1.0
+    assert confidence_of(math.nan, 0.1) == confidence_of(0.9, math.nan) == 0.0  # NaN vouches for nothing
+    assert confidence_of(1e300, 1e300) == pytest.approx(1.0) and confidence_of(-1e300, 0.0) == pytest.approx(0.0)
 
 
 def test_match_publishes_confidence_and_quality() -> None:
@@ -227,3 +229,4 @@ def test_bank_index_match_is_decide_over_its_scores(layout: str) -> None:
     assert BankIndex(bank_tie, labels).match(twin, RULE).label == UNKNOWN
     garbage = index.match(nan / np.linalg.norm(nan), RULE)
     assert (garbage.label, garbage.class_id) == (UNKNOWN, 0) and math.isnan(garbage.similarity)
+    assert garbage.confidence == 0.0  # a NaN score vouches for nothing (it used to say ~1.0)
