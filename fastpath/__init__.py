@@ -882,8 +882,11 @@ _F32 = np.dtype(np.float32)
 _MAX_KEEP = 1 << 40  # a larger max_keep keeps as many (no frame has that many candidates)
 
 
-def _face_args(iou_th: float, max_keep: int, scale: float, width: float, height: float) -> tuple[float, ...]:
-    """The NMS and mapping arguments of :func:`nms_faces` / :func:`grid_faces`, checked."""
+def _face_args(
+    iou_th: float, max_keep: int, scale: float, width: float, height: float
+) -> tuple[float, int, float, float, float]:
+    """The NMS and mapping arguments of :func:`nms_faces` / :func:`grid_faces`, checked; a
+    ``max_keep`` beyond any count is clamped to one the kernels hold."""
     th, sc, w, h = float(iou_th), float(scale), float(width), float(height)
     if not math.isfinite(th):
         raise ValueError(f"iou_th must be finite, got {iou_th!r}")
@@ -893,7 +896,7 @@ def _face_args(iou_th: float, max_keep: int, scale: float, width: float, height:
         raise ValueError(f"scale must be finite and > 0, got {scale!r}")
     if not (math.isfinite(w) and math.isfinite(h) and w >= 0 and h >= 0):
         raise ValueError(f"width and height must be finite and >= 0, got {width!r}, {height!r}")
-    return th, sc, w, h
+    return th, min(max_keep, _MAX_KEEP), sc, w, h
 
 
 def nms_faces(
@@ -920,8 +923,7 @@ def nms_faces(
     if p.shape not in ((n, 5, 2), (n, 10)):
         raise ValueError(f"points must be ({n}, 5, 2), got {p.shape}")
     p = p.reshape(n, 10)
-    th, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
-    keep = min(max_keep, _MAX_KEEP)
+    th, keep, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
     if _kernels is None:
         return ref.nms_faces(b, sc, p, th, keep, s, w, h)
     out: FaceArrays = _kernels[2].nms_faces(b, sc, p, th, keep, s, w, h)
@@ -985,8 +987,7 @@ def grid_faces(
         checked.append((c, o, b, k, cols, stride))
     if not math.isfinite(float(score_th)):
         raise ValueError(f"score_th must be finite, got {score_th!r}")
-    th, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
-    keep = min(max_keep, _MAX_KEEP)
+    th, keep, s, w, h = _face_args(iou_th, max_keep, scale, width, height)
     if _kernels is None:
         return ref.grid_faces(checked, float(score_th), th, keep, s, w, h)
     found = _kernels[2].grid_faces(tuple(checked), float(score_th), th, keep, s, w, h)

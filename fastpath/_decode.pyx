@@ -227,27 +227,21 @@ cdef bint _finite(const float *v, Py_ssize_t n) noexcept nogil:
     return True
 
 
-cdef object _faces(float *boxes, float *scores, float *points, Py_ssize_t n, float iou_th, Py_ssize_t max_keep,
-                   float scale, double width, double height):
+cdef object _faces(const float *boxes, const float *scores, const float *points, Py_ssize_t n, float iou_th,
+                   Py_ssize_t max_keep, float scale, double width, double height):
     """Candidates (rows of boxes x1, y1, x2, y2, scores, points (5, 2); any non-finite one is
-    dropped) → NMS → the kept ones in frame pixels (see _reference.nms_faces). The arrays are
-    compacted in place."""
+    dropped) → NMS → the kept ones in frame pixels (see _reference.nms_faces). The inputs are
+    only read: the finite candidates are ranked by index."""
     cdef Py_ssize_t i, j, k, m = 0, cap, kept = 0, out_n = 0
-    cdef Ranked *ranked = NULL
-    cdef int64_t *order = NULL
-    cdef int64_t *keep = NULL
-    cdef unsigned char *gone = NULL
-    cdef double x1, y1, x2, y2
-    for i in range(n):  # compact the finite candidates to the front
-        if not (isfinite(scores[i]) and _finite(boxes + 4 * i, 4) and _finite(points + 10 * i, 10)):
-            continue
-        if m != i:
-            scores[m] = scores[i]
-            for k in range(4):
-                boxes[4 * m + k] = boxes[4 * i + k]
-            for k in range(10):
-                points[10 * m + k] = points[10 * i + k]
-        m += 1
+    cdef Ranked *ranked = <Ranked *> malloc(max(n, 1) * sizeof(Ranked))
+    if ranked == NULL:
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            if isfinite(scores[i]) and _finite(boxes + 4 * i, 4) and _finite(points + 10 * i, 10):
+                ranked[m].score = scores[i]
+                ranked[m].index = i
+                m += 1
     cap = min(m, max_keep) if max_keep > 0 else 0
     out_boxes = np.empty((cap, 4), np.float64)
     out_scores = np.empty(cap, np.float32)
@@ -256,21 +250,19 @@ cdef object _faces(float *boxes, float *scores, float *points, Py_ssize_t n, flo
     cdef float *so = <float *> cnp.PyArray_DATA(<cnp.ndarray> out_scores)
     cdef float *po = <float *> cnp.PyArray_DATA(<cnp.ndarray> out_points)
     if cap == 0:
+        free(ranked)
         return out_boxes, out_scores, out_points
-    ranked = <Ranked *> malloc(m * sizeof(Ranked))
-    order = <int64_t *> malloc(m * sizeof(int64_t))
-    keep = <int64_t *> malloc(cap * sizeof(int64_t))
-    gone = <unsigned char *> calloc(m, 1)
-    if ranked == NULL or order == NULL or keep == NULL or gone == NULL:
+    cdef int64_t *order = <int64_t *> malloc(m * sizeof(int64_t))
+    cdef int64_t *keep = <int64_t *> malloc(cap * sizeof(int64_t))
+    cdef unsigned char *gone = <unsigned char *> calloc(m, 1)
+    if order == NULL or keep == NULL or gone == NULL:
         free(ranked)
         free(order)
         free(keep)
         free(gone)
         raise MemoryError()
     with nogil:
-        for i in range(m):
-            ranked[i].score = scores[i]
-            ranked[i].index = i
+        # best score first, the lower index first on ties: the reference's stable argsort
         qsort(ranked, m, sizeof(Ranked), _by_score)
         for i in range(m):
             order[i] = ranked[i].index
@@ -311,15 +303,9 @@ def nms_faces(
 ):
     """A face detector's candidates → its faces: see _reference.nms_faces. ``points`` is (N, 10)."""
     cdef Py_ssize_t n = scores.shape[0]
-    b = np.array(boxes, np.float32)  # _faces compacts in place: work on copies
-    s = np.array(scores, np.float32)
-    p = np.array(points, np.float32)
-    cdef float[:, ::1] bv = b
-    cdef float[::1] sv = s
-    cdef float[:, ::1] pv = p
     if n == 0:
         return _faces(NULL, NULL, NULL, 0, iou_th, max_keep, scale, width, height)
-    return _faces(&bv[0, 0], &sv[0], &pv[0, 0], n, iou_th, max_keep, scale, width, height)
+    return _faces(&boxes[0, 0], &scores[0], &points[0, 0], n, iou_th, max_keep, scale, width, height)
 
 
 cdef inline const float *_data(object a):

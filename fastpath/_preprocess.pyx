@@ -18,6 +18,8 @@ Letterbox borders are filled only where the resampled region does not cover the 
 """
 
 cimport numpy as cnp
+
+from fastpath._arrays cimport carray as _carray
 from libc.math cimport isfinite
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t
 from libc.stdlib cimport calloc, free, malloc
@@ -461,12 +463,6 @@ def crop_stats(const uint8_t[:, :, :] img):
 # None and fastpath.align_face validates, converts and calls again.
 cdef enum:
     ALIGN_STACK_POINTS = 16
-
-
-cdef inline bint _carray(object a, int typenum, int ndim) noexcept:
-    """An exact ndarray of this type and rank, C-contiguous, aligned, in native byte order."""
-    return (cnp.PyArray_CheckExact(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
-            and cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray> a))
 
 
 cdef bint _points(object p, Py_ssize_t n, double *out) noexcept:

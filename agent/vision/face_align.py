@@ -32,14 +32,10 @@ ARCFACE_TEMPLATE = np.array(
 
 
 @lru_cache(maxsize=8)
-def _template_points(size: int) -> tuple[tuple[float, float], ...]:
-    return tuple((float(x), float(y)) for x, y in ARCFACE_TEMPLATE.astype(np.float64) * (size / ALIGN_SIZE))
-
-
-@lru_cache(maxsize=8)
 def _template_array(size: int) -> np.ndarray:
-    """:func:`_template_points` as the read-only float64 (5, 2) array fastpath takes as it is."""
-    arr = np.array(_template_points(size), dtype=np.float64)
+    """The ArcFace template for a ``size`` crop as the read-only float64 (5, 2) array fastpath
+    takes as it is (made once a size)."""
+    arr = ARCFACE_TEMPLATE.astype(np.float64) * (size / ALIGN_SIZE)
     arr.flags.writeable = False
     return arr
 

@@ -50,9 +50,9 @@ def embed_crop(embedder: Model, crop: np.ndarray) -> np.ndarray:
     blob, _ = fastpath.letterbox_chw(
         crop, w, h, mode="stretch", swap_rb=spec.colour == "rgb", mean=spec.mean, scale=spec.scale
     )
-    return embed_blob(embedder, blob)
+    return embed_input(embedder, blob)
 
 
-def embed_blob(embedder: Model, blob: np.ndarray) -> np.ndarray:
+def embed_input(embedder: Model, blob: np.ndarray) -> np.ndarray:
     """L2-normalised embedding of an aligned face already converted to the embedder's input."""
     return fastpath.l2_normalise(embedder(blob)[0])

@@ -37,8 +37,8 @@ from typing import Any, Literal
 import numpy as np
 
 import fastpath
-from agent.vision.face_align import align_blob, align_face, align_face_blob
-from agent.vision.face_crops import embed_blob, embed_crop
+from agent.vision.face_align import align_face, align_face_blob
+from agent.vision.face_crops import embed_crop, embed_input
 from agent.vision.face_decision import (
     DEFAULT_MATCH,
     UNKNOWN,
@@ -377,9 +377,7 @@ class FacePipeline:
 
     def embed_blob(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """The embedder's input for one face: aligned crop → NCHW float32."""
-        spec = self.embedder.spec.input
-        rgb = spec.colour == "rgb"
-        return align_blob(frame, face.points, self.align_size, rgb=rgb, mean=spec.mean, scale=spec.scale)
+        return self.align_input(frame, face)[1]
 
     def embed(self, frame: np.ndarray, face: Face) -> np.ndarray:
         """L2-normalised float32 embedding (128-d for SFace) of one detected face."""
@@ -396,12 +394,12 @@ class FacePipeline:
         index: BankIndex,
         rule: DecisionRule,
         limits: QualityLimits,
-        blob: np.ndarray | None = None,
+        blob: np.ndarray,
     ) -> tuple[np.ndarray, Match]:
-        """Measure quality, embed and decide one aligned face: its embedding and its match.
-        ``blob``: the crop already converted to the embedder's input (:meth:`align_input`)."""
+        """Measure quality, embed and decide one aligned face (its crop and the crop as the
+        embedder's input, from :meth:`align_input`): its embedding and its match."""
         quality = measure(face.points, face.score, crop)
-        vec = self.embed_crop(crop) if blob is None else embed_blob(self.embedder, blob)
+        vec = embed_input(self.embedder, blob)
         return vec, index.match(vec, rule, verdict(quality, limits), quality.grey)
 
     def recognise(
