@@ -11,12 +11,12 @@ Calibrated default ``match`` threshold for SFace, from ../shared/eval/faces: knn
 train + test, two_people, alex-lacamoire, lin-manuel-miranda (obama/obama2/biden are copies of
 train files and count once): 20 faces of 6 people, all 190 pairs (``tools/eval_faces.py``):
 
-- RetinaFace landmarks: same person (28 pairs) score min 0.7639, mean 0.8638, max 0.9753;
-  different people (162 pairs) min 0.4449, mean 0.5581, max 0.6299.
-- YuNet landmarks: same min 0.7699, mean 0.8641; different max 0.6286, mean 0.5559.
+- RetinaFace landmarks: same person (28 pairs) score min 0.7655, mean 0.8636, max 0.9757;
+  different people (162 pairs) min 0.4446, mean 0.5581, max 0.6317.
+- YuNet landmarks: same min 0.7725, mean 0.8641; different max 0.6292, mean 0.5560.
 
-``DEFAULT_MATCH = 0.70`` is the middle of the gap (0.630..0.764 with RetinaFace): margin 0.070 over
-the closest different-person pair and 0.064 under the weakest same-person pair. In cosine terms it
+``DEFAULT_MATCH = 0.70`` is the middle of the gap (0.632..0.766 with RetinaFace): margin 0.068 over
+the closest different-person pair and 0.066 under the weakest same-person pair. In cosine terms it
 is 0.40, near OpenCV's published SFace threshold 0.363. MaixPy's 0.85 belongs to its own models
 (with SFace it would reject 10 of the 28 genuine pairs). Both detectors share it.
 
